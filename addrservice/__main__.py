@@ -1,0 +1,6 @@
+"""`python -m addrservice` runs the server."""
+
+from addrservice.tornado.server import main
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,38 @@
+"""Domain errors raised below the HTTP layer.
+
+The HTTP layer maps each class to a status code in one table
+(`addrservice.tornado.errors`); nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class AddressNotFoundError(KeyError):
+    """No entry has this id. `str()` is the quoted id, as `KeyError` gives."""
+
+
+class AddressExistsError(KeyError):
+    """An entry with this id exists already."""
+
+
+class InvalidEntryError(ValueError):
+    """A value that the data model refuses (a required field left empty)."""
+
+
+class InvalidIdError(ValueError):
+    """An id that no entry can have (outside `[A-Za-z0-9-]{1,64}`)."""
+
+
+class SchemaValidationError(ValueError):
+    """A document that does not conform to the address-book JSON schema.
+
+    `str()` is always 'JSON Schema validation failed'; `detail` is the
+    validator's own message and `path` the JSON pointer where it failed.
+    """
+
+    MESSAGE = 'JSON Schema validation failed'
+
+    def __init__(self, detail: str, path: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.detail = detail
+        self.path = path

@@ -1,0 +1,51 @@
+"""The one table that maps domain errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from addrservice.errors import (
+    AddressExistsError,
+    AddressNotFoundError,
+    InvalidEntryError,
+    InvalidIdError,
+    SchemaValidationError,
+)
+from addrservice.utils.strictjson import InvalidJSONError
+
+# status, and the reason phrase; None takes the reason from str(exc),
+# as the tutorial's 404 does ("'<id>'").
+ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
+    InvalidJSONError: (400, 'Invalid JSON body'),
+    SchemaValidationError: (400, SchemaValidationError.MESSAGE),
+    InvalidEntryError: (400, 'Invalid address entry'),
+    InvalidIdError: (400, 'Invalid id'),
+    AddressNotFoundError: (404, None),
+    AddressExistsError: (409, 'Address already exists'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MappedError:
+    status: int
+    reason: str
+    fields: dict[str, Any]
+
+
+def map_error(exc: BaseException) -> MappedError | None:
+    """The HTTP form of a domain error; None for any other exception."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            status, reason = ERROR_STATUS[cls]
+            return MappedError(status, reason or str(exc), _fields(exc))
+    return None
+
+
+def _fields(exc: BaseException) -> dict[str, Any]:
+    """Extra fields of the JSON error body: what failed, and where."""
+    if isinstance(exc, SchemaValidationError):
+        return {'detail': exc.detail, 'path': exc.path}
+    if isinstance(exc, (InvalidJSONError, InvalidEntryError)):
+        return {'detail': str(exc)}
+    return {}

@@ -1,0 +1,140 @@
+"""Canonical logfmt log lines whose context rides in the asyncio task.
+
+Context is kept in the current task's `context` dict, as aiotask-context
+does. `task_factory` installs it on a loop; a loop without it still works,
+as the first `get_log_context()` in a task gives that task a dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import traceback
+from typing import Any, Coroutine, Generator, Mapping
+
+import aiotask_context
+import logfmt
+
+# Keys of a line are fixed identifiers chosen by the code, never input.
+_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*\Z')
+
+# Backslash, C0/C1 controls, DEL, and everything str.splitlines() breaks
+# on; logfmt itself escapes only the double quote.
+_UNSAFE = re.compile('[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_SHORT_ESCAPES = {'\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
+# Logging outside any task (start-up, shutdown) has a context of its own.
+_outside_task: contextvars.ContextVar[dict[str, Any]] = (
+    contextvars.ContextVar('addrservice_log_context')
+)
+
+
+def task_factory(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+    /,
+    **task_kwargs: Any,
+) -> asyncio.Task[Any]:
+    """aiotask-context's task factory, taking the keywords asyncio passes.
+
+    aiotask-context 0.6.1 accepts only `(loop, coro)`, but Python passes
+    `context=` (3.11) and `name=` (3.13.3 and later) to task factories.
+    A new task shares its parent task's context dict, as there.
+    """
+    task = asyncio.Task(coro, loop=loop, **task_kwargs)
+    parent = _current_task()
+    _attach(task, aiotask_context.dict_context_factory(
+        getattr(parent, 'context', None)
+    ))
+    return task
+
+
+def get_log_context() -> dict[str, Any]:
+    """The current task's log context (created on first use)."""
+    task = _current_task()
+    if task is None:
+        return _context_outside_task()
+    context = getattr(task, 'context', None)
+    if context is None:
+        context = _attach(task, {})
+    return context  # type: ignore[no-any-return]
+
+
+def set_log_context(**kwargs: Any) -> None:
+    get_log_context().update(kwargs)
+
+
+def clear_log_context() -> None:
+    get_log_context().clear()
+
+
+def log(
+    logger: logging.Logger,
+    level: int,
+    include_context: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Log one logfmt line of `kwargs`, after the task's context if asked.
+
+    `exc_info=(type, value, traceback)` becomes a one-line `trace` field.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    fields = {**get_log_context(), **kwargs} if include_context else kwargs
+    # stacklevel=2: file/lineno/function name the caller, not this helper.
+    logger.log(level, format_logfmt(fields), stacklevel=2)
+
+
+def format_logfmt(fields: Mapping[str, Any]) -> str:
+    """Render fields as one logfmt line that no value can break or forge."""
+    info = {
+        _safe_key(key): _safe_value(value)
+        for key, value in fields.items()
+        if key not in ('exc_info', 'stack_info', 'extra')
+    }
+    exc_info = fields.get('exc_info')
+    if exc_info:
+        info['trace'] = _safe_value(''.join(traceback.format_exception(
+            *exc_info
+        )))
+    return next(logfmt.format(info))  # type: ignore[no-any-return]
+
+
+def _safe_key(key: str) -> str:
+    if _KEY.match(key):
+        return key
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', key) or '_'
+
+
+def _safe_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or f'\\u{ord(char):04x}'
+
+
+def _attach(task: asyncio.Task[Any], context: Any) -> Any:
+    # aiotask-context keeps the dict as an attribute of the task itself.
+    setattr(task, 'context', context)
+    return context
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        return None
+
+
+def _context_outside_task() -> dict[str, Any]:
+    context = _outside_task.get(None)
+    if context is None:
+        context = {}
+        _outside_task.set(context)
+    return context

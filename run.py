@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Developer workflow: lint, typecheck, test, coverage.
+
+Each sub-command exits non-zero when it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import unittest
+from typing import Sequence
+
+SOURCE_CODE = ['addrservice']
+TEST_CODE = ['tests']
+ALL_CODE = SOURCE_CODE + ['data'] + TEST_CODE
+
+TEST_SUITES = {
+    'all': 'tests',
+    'unit': 'tests/unit',
+    'integration': 'tests/integration',
+    'e2e': 'tests/e2e',
+}
+
+COVERAGE_FAIL_UNDER = '95'
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Run linter, static type checker, tests, coverage'
+    )
+    commands = parser.add_subparsers(dest='func', required=True)
+
+    typecheck = commands.add_parser('typecheck', help='run mypy')
+    typecheck.add_argument('-c', '--checker', default='mypy')
+    typecheck.add_argument('paths', nargs='*', default=ALL_CODE)
+
+    lint = commands.add_parser('lint', help='run flake8')
+    lint.add_argument('-l', '--linter', default='flake8')
+    lint.add_argument('paths', nargs='*', default=ALL_CODE)
+
+    for name in ('test', 'coverage'):
+        command = commands.add_parser(name, help=f'run the tests ({name})')
+        command.add_argument('--suite', choices=list(TEST_SUITES),
+                             default='all', help='default: %(default)s')
+        command.add_argument('-v', '--verbose', action='store_true')
+    return parser
+
+
+def run_checker(checker: str, paths: Sequence[str]) -> int:
+    return subprocess.call([sys.executable, '-m', checker, *paths])
+
+
+def run_tests(suite_name: str, verbose: bool) -> int:
+    """Run a suite; end with the line 'N passed, N failed[, N skipped]'."""
+    suite = unittest.TestLoader().discover(
+        TEST_SUITES[suite_name], pattern='*_test.py'
+    )
+    result = unittest.TextTestRunner(verbosity=2 if verbose else 1).run(suite)
+    print(summary_line(result))
+    return 0 if result.wasSuccessful() and result.testsRun else 1
+
+
+def summary_line(result: unittest.TestResult) -> str:
+    failed = len(result.failures) + len(result.errors) + \
+        len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped)
+    line = f'{passed} passed, {failed} failed'
+    if result.skipped:
+        line += f', {len(result.skipped)} skipped'
+    return line
+
+
+def run_coverage(suite_name: str, verbose: bool) -> int:
+    """Run the tests under coverage (subprocesses too) and report."""
+    coverage = [sys.executable, '-m', 'coverage']
+    subprocess.call([*coverage, 'erase'])
+    args = ['run.py', 'test', '--suite', suite_name]
+    tests = subprocess.call(
+        [*coverage, 'run', *args, *(['-v'] if verbose else [])]
+    )
+    subprocess.call([*coverage, 'combine', '--quiet'])
+    report = subprocess.call(
+        [*coverage, 'report', f'--fail-under={COVERAGE_FAIL_UNDER}']
+    )
+    return tests or report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.chdir(os.path.abspath(os.path.dirname(__file__)))
+    args = arg_parser().parse_args(argv)
+    if args.func == 'typecheck':
+        return run_checker(args.checker, args.paths)
+    if args.func == 'lint':
+        return run_checker(args.linter, args.paths)
+    if args.func == 'test':
+        return run_tests(args.suite, args.verbose)
+    return run_coverage(args.suite, args.verbose)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
