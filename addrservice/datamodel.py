@@ -113,10 +113,7 @@ def _to_api(value: Any) -> Any:
     return value
 
 
-_entry = dataclasses.dataclass(kw_only=True, slots=True)
-
-
-@_entry
+@dataclasses.dataclass(kw_only=True, slots=True)
 class Address(_Model):
     kind: AddressType = _required(enum=AddressType)
     building_name: str | None = _optional()
@@ -130,7 +127,7 @@ class Address(_Model):
     country: str = _required()
 
 
-@_entry
+@dataclasses.dataclass(kw_only=True, slots=True)
 class Phone(_Model):
     kind: AddressType = _required(enum=AddressType)
     country_code: int | float = _required()
@@ -138,13 +135,13 @@ class Phone(_Model):
     local_number: int | float = _required()
 
 
-@_entry
+@dataclasses.dataclass(kw_only=True, slots=True)
 class Email(_Model):
     kind: AddressType = _required(enum=AddressType)
     email: str = _required()
 
 
-@_entry
+@dataclasses.dataclass(kw_only=True, slots=True)
 class AddressEntry(_Model):
     full_name: str = _required()
     addresses: list[Address] | None = _list_of(Address)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
+import re
 import tempfile
 from typing import Any
 
-import logfmt
 import tornado.httpclient
 import tornado.testing
 import tornado.web
 import yaml
-from tornado.ioloop import IOLoop
 
 from addrservice import LOGGER_NAME
 from addrservice.service import AddressBookService
 from addrservice.tornado.app import make_addrservice_app
+from addrservice.tornado.server import http_server_options
 from addrservice.utils import logutils
 from data import address_data_suite
 
@@ -29,8 +30,14 @@ addr-db:
 
 logging:
   version: 1
+  disable_existing_loggers: false
+  handlers:
+    quiet:
+      class: logging.NullHandler
   root:
     level: ERROR
+    handlers:
+      - quiet
 '''
 
 TEST_CONFIG: dict[str, Any] = yaml.safe_load(IN_MEMORY_CFG_TXT)
@@ -42,6 +49,31 @@ def memory_config() -> dict[str, Any]:
 
 def fs_config(store_dir: str) -> dict[str, Any]:
     return {**TEST_CONFIG, 'addr-db': {'fs': store_dir}}
+
+
+_LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?:\s+|$)')
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """Read one logfmt line strictly: every character must belong to a pair.
+
+    The service escapes quoted values exactly as JSON strings do, so
+    `json.loads` undoes them. (The logfmt package's own parser mis-reads
+    an escaped backslash.) A line that does not parse whole fails the test.
+    """
+    fields: dict[str, str] = {}
+    position = 0
+    for match in _LOGFMT_PAIR.finditer(line):
+        if match.start() != position:
+            raise AssertionError(f'not logfmt at {position}: {line!r}')
+        key, value = match.groups()
+        if key in fields:
+            raise AssertionError(f'key {key!r} twice in {line!r}')
+        fields[key] = json.loads(value) if value.startswith('"') else value
+        position = match.end()
+    if position != len(line):
+        raise AssertionError(f'not logfmt at {position}: {line!r}')
+    return fields
 
 
 class LogCapture(logging.Handler):
@@ -60,7 +92,7 @@ class LogCapture(logging.Handler):
 
     def fields(self, message: str = 'RESPONSE') -> list[dict[str, str]]:
         """Parsed logfmt fields of every line whose message is `message`."""
-        parsed = [logfmt.parse_line(m) for m in self.messages]
+        parsed = [parse_logfmt(m) for m in self.messages]
         return [p for p in parsed if p.get('message') == message]
 
     def __enter__(self) -> LogCapture:
@@ -83,6 +115,7 @@ class AddressServiceTornadoAppTestSetup(tornado.testing.AsyncHTTPTestCase):
     """
 
     serve_traceback = True
+    install_task_factory = True
 
     def setUp(self) -> None:
         self.headers = {'Content-Type': 'application/json; charset=UTF-8'}
@@ -92,25 +125,26 @@ class AddressServiceTornadoAppTestSetup(tornado.testing.AsyncHTTPTestCase):
         self.addr0 = address_data[keys[0]]
         self.addr1 = address_data[keys[1]]
         super().setUp()
+        if self.install_task_factory:
+            asyncio_loop = self.io_loop.asyncio_loop  # type: ignore
+            asyncio_loop.set_task_factory(logutils.task_factory)
 
     def make_config(self) -> dict[str, Any]:
         return memory_config()
 
     def get_app(self) -> tornado.web.Application:
+        logging.config.dictConfig(TEST_CONFIG['logging'])
         logger = logging.getLogger(LOGGER_NAME)
         self.service, app = make_addrservice_app(
-            config=self.make_config(), debug=self.serve_traceback, logger=logger
+            config=self.make_config(), debug=self.serve_traceback,
+            logger=logger,
         )
         self.service.start()
         self.addCleanup(self.service.stop)
         return app
 
-    def get_new_ioloop(self) -> IOLoop:
-        loop = super().get_new_ioloop()
-        loop.asyncio_loop.set_task_factory(  # type: ignore[attr-defined]
-            logutils.task_factory
-        )
-        return loop
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return http_server_options(self.service.config)
 
     # Request helpers that read like the tutorial's curl transcript.
 
@@ -173,5 +207,6 @@ __all__ = [
     'TEST_CONFIG',
     'fs_config',
     'memory_config',
+    'parse_logfmt',
     'temporary_store',
 ]

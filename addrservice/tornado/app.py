@@ -76,11 +76,14 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         self.set_header('X-Request-ID', self.req_id)
 
     def prepare(self) -> Awaitable[None] | None:
-        logutils.log(self.logger, logging.DEBUG, include_context=True,
-                     message='REQUEST')
+        self._log_request()
         if self.request.method in ('POST', 'PUT'):
             self._check_body_headers()
         return super().prepare()
+
+    def _log_request(self) -> None:
+        logutils.log(self.logger, logging.DEBUG, include_context=True,
+                     message='REQUEST')
 
     def _check_body_headers(self) -> None:
         content_type = self.request.headers.get('Content-Type', '')
@@ -158,7 +161,8 @@ class DefaultRequestHandler(BaseRequestHandler):
         self.set_status(status_code, reason=message)
 
     def prepare(self) -> Awaitable[None] | None:
-        super().prepare()
+        # An unknown path is the error to report, whatever the body.
+        self._log_request()
         raise tornado.web.HTTPError(self._status_code, reason=self._reason)
 
 

@@ -12,7 +12,7 @@ import logging
 import logging.config
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import tornado.httpserver
 
@@ -51,11 +51,7 @@ async def run_server(
     service, app = make_addrservice_app(config, debug, logger)
     service.start()
     http_server = tornado.httpserver.HTTPServer(
-        app,
-        decompress_request=True,
-        # The app refuses bodies over its own limit with a JSON 413;
-        # Tornado's limit only has to stay out of its way.
-        max_body_size=max(config.max_body_size, 100 * 1024 * 1024),
+        app, **http_server_options(config)
     )
     try:
         http_server.listen(port, address)
@@ -70,6 +66,16 @@ async def run_server(
         service.stop()
     logutils.log(logger, logging.INFO, message='STOPPED',
                  service_name=config.service_name)
+
+
+def http_server_options(config: AddressBookConfig) -> dict[str, Any]:
+    """Options of the HTTP server, shared with the tests' server."""
+    return dict(
+        decompress_request=True,
+        # The app refuses bodies over its own limit with a JSON 413;
+        # Tornado's limit only has to stay out of its way.
+        max_body_size=max(config.max_body_size, 100 * 1024 * 1024),
+    )
 
 
 async def _until_signalled(loop: asyncio.AbstractEventLoop) -> None:

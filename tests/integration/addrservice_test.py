@@ -1,0 +1,124 @@
+"""The service's business logic, on every storage engine."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import unittest
+from typing import TYPE_CHECKING, Any
+
+from addrservice import LOGGER_NAME
+from addrservice.errors import (
+    AddressNotFoundError,
+    InvalidEntryError,
+    SchemaValidationError,
+)
+from addrservice.service import AddressBookService
+from data import address_data_suite
+from tests.support import fs_config, memory_config
+
+
+if TYPE_CHECKING:
+    _ContractBase = unittest.IsolatedAsyncioTestCase
+else:
+    _ContractBase = object  # a mixin: not a TestCase, so not run alone
+
+
+class AddressBookServiceContract(_ContractBase):
+    """Service behaviour on one engine. Subclasses define `make_config()`."""
+
+    def make_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def asyncSetUp(self) -> None:
+        self.service = AddressBookService(
+            self.make_config(), logging.getLogger(LOGGER_NAME))
+        self.service.start()
+        self.docs = address_data_suite()
+
+    async def asyncTearDown(self) -> None:
+        self.service.stop()
+
+    async def listing(self) -> dict[str, Any]:
+        return {i: a async for i, a in self.service.get_all_addresses()}
+
+    async def test_crud(self) -> None:
+        """Create, get, update, list and delete an entry in its API form."""
+        id = await self.service.create_address(self.docs['namo'])
+        self.assertEqual(await self.service.get_address(id),
+                         self.docs['namo'])
+        await self.service.update_address(id, self.docs['raga'])
+        self.assertEqual(await self.service.get_address(id),
+                         self.docs['raga'])
+        self.assertEqual(await self.listing(), {id: self.docs['raga']})
+        await self.service.delete_address(id)
+        self.assertEqual(await self.listing(), {})
+        with self.assertRaises(KeyError):
+            await self.service.get_address(id)
+
+    async def test_schema_errors_say_what_and_where(self) -> None:
+        """A schema-invalid document is refused with detail and path."""
+        doc = {'full_name': 'x', 'emails': [{'kind': 'home', 'email': 'no'}]}
+        with self.assertRaises(ValueError) as caught:
+            await self.service.create_address(doc)
+        error = caught.exception
+        assert isinstance(error, SchemaValidationError)
+        self.assertEqual(str(error), 'JSON Schema validation failed')
+        self.assertEqual(error.detail, "'no' is not a 'email'")
+        self.assertEqual(error.path, '/emails/0/email')
+        self.assertEqual(await self.listing(), {})
+
+    async def test_not_an_object(self) -> None:
+        """Documents that are not objects fail validation at the root."""
+        for doc in [[], 'x', 1, None, True]:
+            with self.subTest(doc=doc):
+                with self.assertRaises(SchemaValidationError) as caught:
+                    await self.service.create_address(doc)
+                self.assertEqual(caught.exception.path, '')
+
+    async def test_empty_required_string(self) -> None:
+        """A schema-valid entry with an empty full_name is refused."""
+        with self.assertRaisesRegex(InvalidEntryError, 'full_name'):
+            await self.service.create_address({'full_name': ''})
+        self.assertEqual(await self.listing(), {})
+
+    async def test_invalid_update_leaves_entry(self) -> None:
+        """A refused update changes nothing stored."""
+        id = await self.service.create_address(self.docs['namo'])
+        for bad in [{'full_name': 5}, {'full_name': ''}, {}]:
+            with self.assertRaises(ValueError):
+                await self.service.update_address(id, bad)
+        self.assertEqual(await self.service.get_address(id),
+                         self.docs['namo'])
+
+    async def test_update_missing(self) -> None:
+        """Updating an unknown id is a KeyError and creates nothing."""
+        with self.assertRaises(AddressNotFoundError) as caught:
+            await self.service.update_address('absent', self.docs['namo'])
+        self.assertEqual(str(caught.exception), "'absent'")
+        self.assertEqual(await self.listing(), {})
+
+    async def test_long_detail_is_shortened(self) -> None:
+        """The validator's message about a huge value is cut to 300 chars."""
+        with self.assertRaises(SchemaValidationError) as caught:
+            await self.service.create_address({'full_name': ['a' * 5000]})
+        self.assertEqual(len(caught.exception.detail), 300)
+        self.assertTrue(caught.exception.detail.endswith('...'))
+
+
+class InMemoryServiceTest(
+    AddressBookServiceContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_config(self) -> dict[str, Any]:
+        return memory_config()
+
+
+class FilesystemServiceTest(
+    AddressBookServiceContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_config(self) -> dict[str, Any]:
+        return fs_config(self.enterContext(tempfile.TemporaryDirectory()))
+
+
+if __name__ == '__main__':
+    unittest.main()

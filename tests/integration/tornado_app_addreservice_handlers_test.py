@@ -1,0 +1,231 @@
+"""The REST endpoints end to end through the app, on every engine."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import unittest
+from typing import Any
+
+from tests.support import (
+    AddressServiceTornadoAppTestSetup,
+    fs_config,
+    memory_config,
+)
+
+LIMIT = 1024 * 1024
+
+
+class AddressBookEndpointsContract(AddressServiceTornadoAppTestSetup):
+    """The tutorial's transcripts, and bad input, on one engine."""
+
+    def test_address_book_endpoints(self) -> None:
+        """The tutorial's CRUD session gives its statuses and bodies."""
+        r = self.fetch('/addresses')
+        self.assertEqual(r.code, 200)
+        self.assertEqual(self.json_of(r), {})
+
+        id = self.create(self.addr0)
+        r = self.fetch(f'/addresses/{id}')
+        self.assertEqual(r.code, 200)
+        self.assertEqual(self.json_of(r), self.addr0)
+
+        r = self.request('PUT', f'/addresses/{id}', self.addr1,
+                         headers=self.headers)
+        self.assertEqual((r.code, r.body), (204, b''))
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         self.addr1)
+        self.assertEqual(self.json_of(self.fetch('/addresses')),
+                         {id: self.addr1})
+
+        r = self.request('DELETE', f'/addresses/{id}')
+        self.assertEqual((r.code, r.body), (204, b''))
+        self.assertEqual(self.json_of(self.fetch('/addresses')), {})
+        self.assert_error(self.fetch(f'/addresses/{id}'), 404, f"'{id}'")
+
+    def test_bill_gates_transcript(self) -> None:
+        """The part-2 transcript: exact bodies, no JSON content type sent."""
+        r = self.request('POST', '/addresses',
+                         b'{"full_name": "Bill Gates"}')
+        self.assertEqual(r.code, 201)
+        self.assertEqual(r.body, b'')
+        self.assertEqual(r.headers['Content-Length'], '0')
+        id = r.headers['Location'].rsplit('/', 1)[1]
+        r = self.fetch(f'/addresses/{id}')
+        self.assertEqual(r.body, b'{"full_name": "Bill Gates"}')
+        self.assertIn('Etag', r.headers)
+        self.request('PUT', f'/addresses/{id}',
+                     b'{"full_name": "William Henry Gates III"}')
+        r = self.fetch('/addresses')
+        self.assertEqual(
+            r.body,
+            b'{"%s": {"full_name": "William Henry Gates III"}}' % id.encode())
+        self.request('DELETE', f'/addresses/{id}')
+        self.assertEqual(self.fetch('/addresses').body, b'{}')
+
+    def test_trailing_slashes(self) -> None:
+        """Both endpoints also answer with a trailing slash."""
+        r = self.request('POST', '/addresses/', self.addr0)
+        self.assertEqual(r.code, 201)
+        id = r.headers['Location'].rsplit('/', 1)[1]
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}/')),
+                         self.addr0)
+        self.assertEqual(list(self.json_of(self.fetch('/addresses/'))),
+                         [id])
+
+    def test_put_and_delete_missing(self) -> None:
+        """PUT and DELETE of an unknown id are 404 and create nothing."""
+        r = self.request('PUT', '/addresses/absent', self.addr0)
+        self.assert_error(r, 404, "'absent'")
+        r = self.request('DELETE', '/addresses/absent')
+        self.assert_error(r, 404, "'absent'")
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_gzip_request_body(self) -> None:
+        """A gzip-encoded request body is accepted."""
+        r = self.request('POST', '/addresses',
+                         gzip.compress(json.dumps(self.addr0).encode()),
+                         headers={'Content-Encoding': 'gzip'})
+        self.assertEqual(r.code, 201)
+        id = r.headers['Location'].rsplit('/', 1)[1]
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         self.addr0)
+
+    def test_schema_error_body(self) -> None:
+        """A schema-invalid body is 400 with the validator's detail, path."""
+        bad = {**self.addr0, 'emails': [{'kind': 'home', 'email': 'nope'}]}
+        r = self.request('POST', '/addresses', bad)
+        body = self.assert_error(r, 400, 'JSON Schema validation failed')
+        self.assertEqual(body['detail'], "'nope' is not a 'email'")
+        self.assertEqual(body['path'], '/emails/0/email')
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_bad_bodies_are_400_and_store_nothing(self) -> None:
+        """Every malformed body is a clear 400; the store stays strict."""
+        id = self.create(self.addr0)
+        cases: list[tuple[str, bytes, str]] = [
+            ('invalid UTF-8', b'{"full_name": "\xff\xfe"}',
+             'Invalid JSON body'),
+            ('UTF-16', json.dumps({'full_name': 'x'}).encode('utf-16'),
+             'Invalid JSON body'),
+            ('deep arrays', b'[' * 100000 + b']' * 100000,
+             'Invalid JSON body'),
+            ('deep objects', b'{"a":' * 100000 + b'1' + b'}' * 100000,
+             'Invalid JSON body'),
+            ('NaN', b'{"full_name": "x", "phone_numbers": [{"kind": "home",'
+             b' "country_code": NaN, "local_number": 1}]}',
+             'Invalid JSON body'),
+            ('Infinity', b'{"full_name": "x", "addresses": [{"kind": '
+             b'"home", "street_name": "s", "pincode": Infinity, '
+             b'"country": "c"}]}', 'Invalid JSON body'),
+            ('-Infinity', b'{"full_name": -Infinity}', 'Invalid JSON body'),
+            ('1e400', b'{"full_name": "x", "phone_numbers": [{"kind": '
+             b'"home", "country_code": 1e400, "local_number": 1}]}',
+             'Invalid JSON body'),
+            ('huge integer', b'{"full_name": "x", "phone_numbers": [{"kind":'
+             b' "home", "country_code": ' + b'9' * 5000 +
+             b', "local_number": 1}]}', 'Invalid JSON body'),
+            ('integer over 2**53', b'{"full_name": "x", "phone_numbers": '
+             b'[{"kind": "home", "country_code": 9007199254740993, '
+             b'"local_number": 1}]}', 'Invalid JSON body'),
+            ('duplicate keys', b'{"full_name": "a", "full_name": "b"}',
+             'Invalid JSON body'),
+            ('lone surrogate', b'{"full_name": "\\ud800"}',
+             'Invalid JSON body'),
+            ('empty body', b'', 'Invalid JSON body'),
+            ('trailing data', b'{"full_name": "x"} {}', 'Invalid JSON body'),
+            ('array', b'[]', 'JSON Schema validation failed'),
+            ('string', b'"Bill Gates"', 'JSON Schema validation failed'),
+            ('number', b'42', 'JSON Schema validation failed'),
+            ('null', b'null', 'JSON Schema validation failed'),
+            ('missing name', b'{}', 'JSON Schema validation failed'),
+            ('unknown field', b'{"full_name": "x", "age": 3}',
+             'JSON Schema validation failed'),
+            ('empty name', b'{"full_name": ""}', 'Invalid address entry'),
+        ]
+        for name, body, reason in cases:
+            for method, path in [('POST', '/addresses'),
+                                 ('PUT', f'/addresses/{id}')]:
+                with self.subTest(case=name, method=method):
+                    r = self.request(method, path, body)
+                    error = self.assert_error(r, 400, reason)
+                    self.assertIsInstance(error.get('detail', ''), str)
+                    self.assertEqual(self.assert_store_intact(),
+                                     {id: self.addr0})
+
+    def test_proper_surrogate_pair_is_stored(self) -> None:
+        """An escaped surrogate pair is a real character, stored as such."""
+        id = self.create(b'{"full_name": "\\ud83d\\ude00 Smile"}')
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         {'full_name': '\U0001F600 Smile'})
+
+    def test_body_limit(self) -> None:
+        """Bodies over 1 MiB are 413 however they come; at 1 MiB they pass."""
+        id = self.create(self.addr0)
+        name = 'x' * (LIMIT - len('{"full_name": ""}'))
+        at_limit = json.dumps({'full_name': name}).encode()
+        self.assertEqual(len(at_limit), LIMIT)
+        over = json.dumps({'full_name': name + 'x'}).encode()
+
+        async def chunked(write: Any) -> None:
+            for start in range(0, len(over), 65536):
+                await write(over[start:start + 65536])
+
+        attempts: dict[str, dict[str, Any]] = {
+            'content-length': dict(body=over),
+            'chunked': dict(body_producer=chunked),
+            'gzip': dict(body=gzip.compress(over),
+                         headers={'Content-Encoding': 'gzip'}),
+        }
+        for name_, kwargs in attempts.items():
+            with self.subTest(how=name_):
+                r = self.fetch('/addresses', method='POST', **kwargs)
+                self.assert_error(r, 413, 'Request body too large')
+                r = self.fetch(f'/addresses/{id}', method='PUT', **kwargs)
+                self.assert_error(r, 413, 'Request body too large')
+        self.assertEqual(self.assert_store_intact(), {id: self.addr0})
+        self.create(at_limit)
+
+    def test_ids_outside_the_alphabet(self) -> None:
+        """Ids with other characters, or absurdly long, are 4xx."""
+        self.create(self.addr0)
+        for id in ['a.b', 'a%20b', '..%2F..%2Fetc', 'x' * 65, 'x' * 5000,
+                   '%C3%A9', 'a_b']:
+            for method in ['GET', 'PUT', 'DELETE']:
+                with self.subTest(id=id[:20], method=method):
+                    body = json.dumps(self.addr1) if method == 'PUT' \
+                        else None
+                    r = self.request(method, f'/addresses/{id}', body)
+                    self.assertEqual(r.code, 404)
+                    self.assertEqual(self.json_of(r)['code'], 404)
+        self.assertEqual(len(self.assert_store_intact()), 1)
+
+
+class InMemoryEndpointsTest(AddressBookEndpointsContract):
+    def make_config(self) -> dict[str, Any]:
+        return memory_config()
+
+
+class FilesystemEndpointsTest(AddressBookEndpointsContract):
+    def make_config(self) -> dict[str, Any]:
+        return fs_config(self.enterContext(tempfile.TemporaryDirectory()))
+
+
+del AddressBookEndpointsContract  # run only through the engine subclasses
+
+
+class ConfiguredLimitTest(AddressServiceTornadoAppTestSetup):
+    def make_config(self) -> dict[str, Any]:
+        return {**memory_config(), 'http': {'max_body_size': 100}}
+
+    def test_configured_body_limit(self) -> None:
+        """http.max_body_size sets the limit."""
+        r = self.request('POST', '/addresses',
+                         {'full_name': 'x' * 100})
+        self.assert_error(r, 413, 'Request body too large')
+        self.create({'full_name': 'x' * 50})
+
+
+if __name__ == '__main__':
+    unittest.main()

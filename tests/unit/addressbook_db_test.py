@@ -1,0 +1,314 @@
+"""Storage behaviour: one contract, run against every engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+import unittest
+from typing import TYPE_CHECKING, Any
+
+from addrservice.database.addressbook_db import (
+    AbstractAddressBookDB,
+    FilesystemAddressBookDB,
+    InMemoryAddressBookDB,
+)
+from addrservice.datamodel import AddressEntry
+from addrservice.errors import AddressExistsError, AddressNotFoundError
+from data import address_data_suite
+from tests.support import LogCapture
+
+INVALID_NICKNAMES = ['', '../escape', 'a/b', 'a b', 'a.json', 'x' * 65, 'é']
+
+
+if TYPE_CHECKING:
+    _ContractBase = unittest.IsolatedAsyncioTestCase
+else:
+    _ContractBase = object  # a mixin: not a TestCase, so not run alone
+
+
+class AddressBookDBContract(_ContractBase):
+    """Behaviour every engine shares. Subclasses define `make_db()`."""
+
+    db: AbstractAddressBookDB
+
+    def make_db(self) -> AbstractAddressBookDB:
+        raise NotImplementedError
+
+    def entry(self, name: str = 'Bill Gates') -> AddressEntry:
+        return AddressEntry(full_name=name)
+
+    async def asyncSetUp(self) -> None:
+        self.db = self.make_db()
+        self.db.start()
+        self.suite = {
+            nickname: AddressEntry.from_api_dm(doc)
+            for nickname, doc in address_data_suite().items()
+        }
+
+    async def asyncTearDown(self) -> None:
+        self.db.stop()
+
+    async def listing(self) -> dict[str, AddressEntry]:
+        return {n: a async for n, a in self.db.read_all_addresses()}
+
+    async def test_create_and_read(self) -> None:
+        """A created entry reads back equal, under a fresh 32-hex id."""
+        for addr in self.suite.values():
+            nickname = await self.db.create_address(addr)
+            self.assertRegex(nickname, r'^[0-9a-f]{32}$')
+            self.assertEqual(await self.db.read_address(nickname), addr)
+
+    async def test_create_with_nickname(self) -> None:
+        """A given nickname is used as the id."""
+        nickname = await self.db.create_address(self.entry(), 'bill-1')
+        self.assertEqual(nickname, 'bill-1')
+        self.assertEqual(await self.db.read_address('bill-1'), self.entry())
+
+    async def test_create_existing_nickname(self) -> None:
+        """Creating an existing nickname is a KeyError; the entry stays."""
+        await self.db.create_address(self.entry('First'), 'dup')
+        with self.assertRaises(KeyError) as caught:
+            await self.db.create_address(self.entry('Second'), 'dup')
+        self.assertIsInstance(caught.exception, AddressExistsError)
+        self.assertEqual(await self.db.read_address('dup'),
+                         self.entry('First'))
+
+    async def test_create_invalid_nickname(self) -> None:
+        """A nickname outside [A-Za-z0-9-]{1,64} is a ValueError."""
+        for nickname in INVALID_NICKNAMES:
+            with self.subTest(nickname=nickname):
+                with self.assertRaises(ValueError):
+                    await self.db.create_address(self.entry(), nickname)
+        self.assertEqual(await self.listing(), {})
+
+    async def test_missing_and_invalid_ids_are_key_errors(self) -> None:
+        """Read, update and delete of an absent or impossible id: KeyError."""
+        for nickname in ['absent', *INVALID_NICKNAMES]:
+            with self.subTest(nickname=nickname):
+                with self.assertRaises(AddressNotFoundError):
+                    await self.db.read_address(nickname)
+                with self.assertRaises(AddressNotFoundError):
+                    await self.db.update_address(nickname, self.entry())
+                with self.assertRaises(AddressNotFoundError):
+                    await self.db.delete_address(nickname)
+        self.assertEqual(await self.listing(), {})
+
+    async def test_update_replaces_whole_entry(self) -> None:
+        """Update replaces the entry as a whole."""
+        nickname = await self.db.create_address(self.suite['namo'])
+        await self.db.update_address(nickname, self.suite['raga'])
+        self.assertEqual(await self.db.read_address(nickname),
+                         self.suite['raga'])
+
+    async def test_delete(self) -> None:
+        """A deleted entry is gone; deleting it again is a KeyError."""
+        nickname = await self.db.create_address(self.entry())
+        await self.db.delete_address(nickname)
+        with self.assertRaises(KeyError):
+            await self.db.read_address(nickname)
+        with self.assertRaises(KeyError):
+            await self.db.delete_address(nickname)
+
+    async def test_read_all(self) -> None:
+        """Listing yields every (nickname, entry) pair, nothing else."""
+        self.assertEqual(await self.listing(), {})
+        expected = {
+            await self.db.create_address(addr): addr
+            for addr in self.suite.values()
+        }
+        self.assertEqual(await self.listing(), expected)
+
+    async def test_exact_round_trip(self) -> None:
+        """Stored entries keep their exact API form, absent lists included."""
+        docs: list[dict[str, Any]] = [
+            {'full_name': 'Bill Gates'},
+            {'full_name': 'x', 'emails': []},
+            *address_data_suite().values(),
+        ]
+        for doc in docs:
+            nickname = await self.db.create_address(
+                AddressEntry.from_api_dm(doc))
+            stored = await self.db.read_address(nickname)
+            self.assertEqual(stored.to_api_dm(), doc)
+
+    async def test_concurrent_creates_of_one_nickname(self) -> None:
+        """Of concurrent creates of one nickname exactly one wins."""
+        results = await asyncio.gather(*(
+            self.db.create_address(self.entry(f'n{i}'), 'race')
+            for i in range(10)
+        ), return_exceptions=True)
+        winners = [r for r in results if r == 'race']
+        self.assertEqual(len(winners), 1)
+        self.assertTrue(all(isinstance(r, AddressExistsError)
+                            for r in results if r != 'race'))
+        winner = results.index('race')
+        self.assertEqual(await self.db.read_address('race'),
+                         self.entry(f'n{winner}'))
+
+    async def test_concurrent_updates_of_one_id(self) -> None:
+        """Of concurrent whole-entry updates, one whole document wins."""
+        nickname = await self.db.create_address(self.entry())
+        candidates = [self.suite['namo'], self.suite['raga'],
+                      self.entry('Third')] * 4
+        await asyncio.gather(*(self.db.update_address(nickname, c)
+                               for c in candidates))
+        self.assertIn(await self.db.read_address(nickname), candidates)
+
+    async def test_listing_while_writing(self) -> None:
+        """Listing while entries are written and deleted does not fail."""
+        ids = [await self.db.create_address(self.entry(f'n{i}'))
+               for i in range(20)]
+
+        async def churn() -> None:
+            for nickname in ids[:10]:
+                await self.db.delete_address(nickname)
+                await self.db.create_address(self.entry('new'))
+
+        listing, _ = await asyncio.gather(self.listing(), churn())
+        self.assertTrue(set(ids[10:]) <= set(listing))
+
+    async def test_usable_after_stop_and_start(self) -> None:
+        """An engine that was stopped and started again keeps its entries."""
+        nickname = await self.db.create_address(self.entry())
+        self.db.stop()
+        self.db.start()
+        self.assertEqual(await self.db.read_address(nickname), self.entry())
+
+
+class InMemoryAddressBookDBTest(
+    AddressBookDBContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_db(self) -> AbstractAddressBookDB:
+        return InMemoryAddressBookDB()
+
+    async def test_db_dict(self) -> None:
+        """The entries are in the dict `.db`, keyed by nickname."""
+        nickname = await self.db.create_address(self.entry())
+        assert isinstance(self.db, InMemoryAddressBookDB)
+        self.assertEqual(self.db.db, {nickname: self.entry()})
+
+
+class FilesystemAddressBookDBTest(
+    AddressBookDBContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_db(self) -> AbstractAddressBookDB:
+        self.store = self.enterContext(tempfile.TemporaryDirectory())
+        return FilesystemAddressBookDB(self.store)
+
+    def files(self) -> list[str]:
+        return sorted(os.listdir(self.store))
+
+    async def test_one_strict_json_file_per_entry(self) -> None:
+        """Each entry is <nickname>.json holding its API form; no leftovers."""
+        await self.db.create_address(self.suite['namo'], 'namo')
+        await self.db.update_address('namo', self.suite['raga'])
+        self.assertEqual(self.files(), ['namo.json'])
+        with open(os.path.join(self.store, 'namo.json'),
+                  encoding='utf-8') as f:
+            self.assertEqual(json.load(f), self.suite['raga'].to_api_dm())
+        await self.db.delete_address('namo')
+        self.assertEqual(self.files(), [])
+
+    async def test_persists_across_instances(self) -> None:
+        """A new engine on the same directory sees the stored entries."""
+        nickname = await self.db.create_address(self.suite['namo'])
+        again = FilesystemAddressBookDB(self.store)
+        self.assertEqual(await again.read_address(nickname),
+                         self.suite['namo'])
+        again.stop()
+
+    async def test_creates_missing_directory(self) -> None:
+        """A missing store directory is created, parents included."""
+        path = os.path.join(self.store, 'a', 'b')
+        db = FilesystemAddressBookDB(path)
+        self.assertEqual(db.store, path)
+        self.assertTrue(os.path.isdir(path))
+
+    async def test_store_must_be_a_writable_directory(self) -> None:
+        """A path that is a file, or under one, is a ValueError naming it."""
+        a_file = os.path.join(self.store, 'file')
+        with open(a_file, 'w'):
+            pass
+        for path in [a_file, os.path.join(a_file, 'sub')]:
+            with self.subTest(path=path):
+                with self.assertRaisesRegex(ValueError, 'not a writable'):
+                    FilesystemAddressBookDB(path)
+
+    async def test_temporary_leftovers_are_ignored(self) -> None:
+        """Temp files a crash left behind are neither listed nor read."""
+        nickname = await self.db.create_address(self.entry())
+        for name in ['.abc.x1y2.tmp', '.abc.json.tmp', 'notes.txt',
+                     'bad name.json']:
+            with open(os.path.join(self.store, name), 'w') as f:
+                f.write('{"full_name": "partial')
+        with LogCapture() as logs:
+            listing = await self.listing()
+        self.assertEqual(listing, {nickname: self.entry()})
+        self.assertEqual(logs.messages, [])
+
+    async def test_listing_survives_unreadable_files(self) -> None:
+        """An unreadable file is logged at ERROR by name; the rest is read."""
+        nickname = await self.db.create_address(self.entry())
+        corrupt = os.path.join(self.store, 'corrupt.json')
+        with open(corrupt, 'w') as f:
+            f.write('{"full_name": ')
+        os.mkdir(os.path.join(self.store, 'adir.json'))
+        with LogCapture() as logs:
+            self.assertEqual(await self.listing(), {nickname: self.entry()})
+        errors = logs.fields('UNREADABLE ENTRY')
+        self.assertEqual(sorted(e['file'] for e in errors), [
+            os.path.join(self.store, 'adir.json'), corrupt,
+        ])
+        self.assertTrue(all(r.levelname == 'ERROR' for r in logs.records))
+
+    async def test_blocking_io_runs_off_the_event_loop(self) -> None:
+        """A slow disk does not stall the loop: other tasks keep running."""
+        db = SlowDiskDB(self.store)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.ensure_future(ticker())
+        nickname = await db.create_address(self.entry())
+        await db.update_address(nickname, self.entry('New'))
+        listing = {n: a async for n, a in db.read_all_addresses()}
+        self.assertEqual(listing, {nickname: self.entry('New')})
+        await db.delete_address(nickname)
+        task.cancel()
+        db.stop()
+        self.assertNotIn(threading.main_thread(), db.threads)
+        # Two slow writes took 0.4 s; a blocked loop would not have ticked.
+        self.assertGreaterEqual(ticks, 5)
+
+
+class SlowDiskDB(FilesystemAddressBookDB):
+    """A store whose writes take 0.2 s, and that notes where they run."""
+
+    def __init__(self, store_dir: str) -> None:
+        super().__init__(store_dir)
+        self.threads: set[threading.Thread] = set()
+
+    def _write_temp(self, nickname: str, data: bytes) -> str:
+        self.threads.add(threading.current_thread())
+        time.sleep(0.2)
+        return super()._write_temp(nickname, data)
+
+    def _unlink(self, nickname: str) -> None:
+        self.threads.add(threading.current_thread())
+        super()._unlink(nickname)
+
+    def _read_batch(self, nicknames: list[str]) -> Any:
+        self.threads.add(threading.current_thread())
+        return super()._read_batch(nicknames)
+
+
+if __name__ == '__main__':
+    unittest.main()
