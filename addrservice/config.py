@@ -43,8 +43,18 @@ def load_config(text: str) -> AddressBookConfig:
     try:
         mapping = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f'Config is not valid YAML: {e}') from None
+        raise ConfigError(f'Config is not valid YAML: {_one_line(e)}') \
+            from None
     return AddressBookConfig.from_mapping(mapping)
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    # PyYAML's own message quotes the source over several lines.
+    problem = getattr(error, 'problem', None) or 'cannot parse'
+    mark = getattr(error, 'problem_mark', None)
+    if mark is None:
+        return str(problem)
+    return f'{problem} (line {mark.line + 1}, column {mark.column + 1})'
 
 
 _MISSING = object()

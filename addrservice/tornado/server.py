@@ -23,7 +23,8 @@ from addrservice.utils import logutils
 
 
 def parse_args(args: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Run Address Book Server')
+    parser = argparse.ArgumentParser(
+        prog='addrservice', description='Run Address Book Server')
     parser.add_argument(
         '-p', '--port', type=int, default=8080,
         help='port number for %(prog)s server to listen; '
@@ -54,7 +55,7 @@ async def run_server(
         app, **http_server_options(config)
     )
     try:
-        http_server.listen(port, address)
+        _listen(http_server, port, address)
         logutils.log(logger, logging.INFO, message='STARTING',
                      service_name=config.service_name, port=port)
         await _until_signalled(loop)
@@ -66,6 +67,16 @@ async def run_server(
         service.stop()
     logutils.log(logger, logging.INFO, message='STOPPED',
                  service_name=config.service_name)
+
+
+def _listen(
+    http_server: tornado.httpserver.HTTPServer, port: int, address: str
+) -> None:
+    try:
+        http_server.listen(port, address)
+    except OSError as e:
+        raise OSError(f'cannot listen on {address or "*"}:{port}: '
+                      f'{e.strerror or e}') from None
 
 
 def http_server_options(config: AddressBookConfig) -> dict[str, Any]:

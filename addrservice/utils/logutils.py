@@ -99,13 +99,14 @@ def format_logfmt(fields: Mapping[str, Any]) -> str:
         info['trace'] = _safe_value(''.join(traceback.format_exception(
             *exc_info
         )))
-    return next(logfmt.format(info))  # type: ignore[no-any-return]
+    return next(logfmt.format(info), '')
 
 
 def _safe_key(key: str) -> str:
     if _KEY.match(key):
         return key
-    return re.sub(r'[^A-Za-z0-9_.-]', '_', key) or '_'
+    key = re.sub(r'[^A-Za-z0-9_.-]', '_', key)
+    return key if _KEY.match(key) else '_' + key
 
 
 def _safe_value(value: Any) -> Any:

@@ -1,0 +1,106 @@
+"""create_addressbook_db builds the one engine the addr-db section names."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import unittest
+from typing import Any
+
+from addrservice.database.base import AbstractAddressBookDB
+from addrservice.database.db_engines import create_addressbook_db
+from addrservice.database.fs import FilesystemAddressBookDB
+from addrservice.database.memory import InMemoryAddressBookDB
+
+ONE_ENGINE = "Config 'addr-db' must name exactly one engine of: memory, fs"
+
+
+class CreateAddressBookDBTest(unittest.TestCase):
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory(prefix='addrservice-test-')
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def test_memory(self) -> None:
+        """{memory: null} gives an empty in-memory engine."""
+        db = create_addressbook_db({'memory': None})
+        self.assertIsInstance(db, InMemoryAddressBookDB)
+        self.assertIsInstance(db, AbstractAddressBookDB)
+        assert isinstance(db, InMemoryAddressBookDB)
+        self.assertEqual(db.db, {})
+
+    def test_each_call_builds_a_new_engine(self) -> None:
+        """Two calls give two engines that share no entries."""
+        first = create_addressbook_db({'memory': None})
+        self.assertIsNot(first, create_addressbook_db({'memory': None}))
+
+    def test_fs_store_is_the_absolute_path(self) -> None:
+        """{fs: relative/path} stores in that directory, made absolute."""
+        store = os.path.join(self.tmp, 'nested', 'store')
+        db = create_addressbook_db({'fs': os.path.relpath(store)})
+        self.assertIsInstance(db, FilesystemAddressBookDB)
+        assert isinstance(db, FilesystemAddressBookDB)
+        self.addCleanup(db.stop)
+        self.assertEqual(db.store, os.path.abspath(store))
+        self.assertTrue(os.path.isabs(db.store))
+        self.assertTrue(os.path.isdir(store))
+
+    def test_fs_store_is_normalised(self) -> None:
+        """A path with '..' in it is stored normalised."""
+        path = os.path.join(self.tmp, 'a', '..', 'store')
+        db = create_addressbook_db({'fs': path})
+        assert isinstance(db, FilesystemAddressBookDB)
+        self.addCleanup(db.stop)
+        self.assertEqual(db.store, os.path.join(self.tmp, 'store'))
+
+    def test_unknown_engine(self) -> None:
+        """An unknown engine is refused, naming the supported ones."""
+        with self.assertRaises(ValueError) as cm:
+            create_addressbook_db({'sqlite': 'book.db'})
+        message = str(cm.exception)
+        self.assertEqual(
+            message,
+            "Unknown addr-db engine 'sqlite'; supported: memory, fs")
+        self.assertIn('memory', message)
+        self.assertIn('fs', message)
+
+    def test_not_exactly_one_engine(self) -> None:
+        """Two engines, none, or a section not a mapping are refused."""
+        cases: dict[str, Any] = {
+            'two engines': {'memory': None, 'fs': self.tmp},
+            'empty mapping': {},
+            'None': None,
+            'string': 'memory',
+            'list': ['memory'],
+            'list of pairs': [('memory', None)],
+        }
+        for case, section in cases.items():
+            with self.subTest(case):
+                with self.assertRaises(ValueError) as cm:
+                    create_addressbook_db(section)
+                self.assertEqual(str(cm.exception), ONE_ENGINE)
+
+    def test_fs_path_must_be_a_string(self) -> None:
+        """fs given a number, null, a list or '' is refused."""
+        for setting in (123, None, [self.tmp], ''):
+            with self.subTest(setting=setting):
+                with self.assertRaises(ValueError) as cm:
+                    create_addressbook_db({'fs': setting})
+                self.assertEqual(
+                    str(cm.exception),
+                    f"Config 'addr-db.fs' must be a directory path, "
+                    f"not {setting!r}")
+
+    def test_fs_path_that_is_a_file(self) -> None:
+        """fs naming an existing file rather than a directory is refused."""
+        path = os.path.join(self.tmp, 'file.json')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write('{}')
+        with self.assertRaises(ValueError) as cm:
+            create_addressbook_db({'fs': path})
+        self.assertEqual(str(cm.exception),
+                         f'Store "{path}" is not a writable directory')
+
+
+if __name__ == '__main__':
+    unittest.main()
