@@ -15,7 +15,7 @@ from typing import Sequence
 
 SOURCE_CODE = ['addrservice']
 TEST_CODE = ['tests']
-ALL_CODE = SOURCE_CODE + ['data'] + TEST_CODE
+ALL_CODE = SOURCE_CODE + ['data'] + TEST_CODE + ['run.py']
 
 TEST_SUITES = {
     'all': 'tests',
@@ -74,18 +74,33 @@ def summary_line(result: unittest.TestResult) -> str:
 
 
 def run_coverage(suite_name: str, verbose: bool) -> int:
-    """Run the tests under coverage (subprocesses too) and report."""
+    """Run the tests under coverage (subprocesses too) and report.
+
+    The tests' summary line is repeated last, after the report.
+    """
     coverage = [sys.executable, '-m', 'coverage']
     subprocess.call([*coverage, 'erase'])
     args = ['run.py', 'test', '--suite', suite_name]
-    tests = subprocess.call(
+    tests, summary = run_echoing(
         [*coverage, 'run', *args, *(['-v'] if verbose else [])]
     )
     subprocess.call([*coverage, 'combine', '--quiet'])
     report = subprocess.call(
         [*coverage, 'report', f'--fail-under={COVERAGE_FAIL_UNDER}']
     )
+    print(summary or '0 passed, 0 failed')
     return tests or report
+
+
+def run_echoing(command: Sequence[str]) -> tuple[int, str]:
+    """Run a command, echoing its output; return its status and last line."""
+    last = ''
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as p:
+        assert p.stdout is not None
+        for line in p.stdout:
+            print(line, end='', flush=True)
+            last = line.strip() or last
+    return p.returncode, last
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,10 +50,10 @@ def load_config(text: str) -> AddressBookConfig:
 
 def _one_line(error: yaml.YAMLError) -> str:
     # PyYAML's own message quotes the source over several lines.
-    problem = getattr(error, 'problem', None) or 'cannot parse'
+    problem = getattr(error, 'problem', None)
     mark = getattr(error, 'problem_mark', None)
-    if mark is None:
-        return str(problem)
+    if problem is None or mark is None:
+        return str(error).splitlines()[0]
     return f'{problem} (line {mark.line + 1}, column {mark.column + 1})'
 
 

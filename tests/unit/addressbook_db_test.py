@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import resource
+import signal
 import tempfile
 import threading
 import time
 import unittest
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from addrservice.database.addressbook_db import (
     AbstractAddressBookDB,
@@ -265,6 +268,25 @@ class FilesystemAddressBookDBTest(
         ])
         self.assertTrue(all(r.levelname == 'ERROR' for r in logs.records))
 
+    async def test_failed_write_leaves_nothing_behind(self) -> None:
+        """A write the disk refuses raises; no entry or temp file is left."""
+        nickname = await self.db.create_address(self.entry())
+        big = AddressEntry(full_name='x' * 100_000)
+        with file_size_limit(50_000):
+            with self.assertRaises(OSError):
+                await self.db.create_address(big, 'big')
+            with self.assertRaises(OSError):
+                await self.db.update_address(nickname, big)
+        self.assertEqual(self.files(), [f'{nickname}.json'])
+        self.assertEqual(await self.listing(), {nickname: self.entry()})
+
+    async def test_failed_replace_leaves_no_temp_file(self) -> None:
+        """An update that cannot replace its file leaves no temp file."""
+        os.mkdir(os.path.join(self.store, 'blocked.json'))
+        with self.assertRaises(OSError):
+            await self.db.update_address('blocked', self.entry())
+        self.assertEqual(self.files(), ['blocked.json'])
+
     async def test_blocking_io_runs_off_the_event_loop(self) -> None:
         """A slow disk does not stall the loop: other tasks keep running."""
         db = SlowDiskDB(self.store)
@@ -287,6 +309,20 @@ class FilesystemAddressBookDBTest(
         self.assertNotIn(threading.main_thread(), db.threads)
         # Two slow writes took 0.4 s; a blocked loop would not have ticked.
         self.assertGreaterEqual(ticks, 5)
+
+
+@contextlib.contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """Files of this process cannot grow past `size`: a full disk."""
+    saved_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Past the limit write() fails with EFBIG instead of a fatal signal.
+    saved_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, saved_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved_limit)
+        signal.signal(signal.SIGXFSZ, saved_handler)
 
 
 class SlowDiskDB(FilesystemAddressBookDB):

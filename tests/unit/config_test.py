@@ -162,6 +162,22 @@ class LoadConfigTest(unittest.TestCase):
                                             '^Config is not valid YAML: '):
                     load_config(text)
 
+    def test_invalid_yaml_is_one_line(self) -> None:
+        """The error says what and where on one line, for any YAML error."""
+        cases = {
+            'addr-db: {memory: null\n':
+                "Config is not valid YAML: expected ',' or '}', but got "
+                "'<stream end>' (line 2, column 1)",
+            'a: \x00':
+                'Config is not valid YAML: unacceptable character #x0000: '
+                'special characters are not allowed',
+        }
+        for text, message in cases.items():
+            with self.subTest(text=text):
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(text)
+                self.assertEqual(str(caught.exception), message)
+
     def test_yaml_that_is_not_a_mapping(self) -> None:
         """Empty text, a list or a scalar at the top level is refused."""
         for text in ('', '- addr-db\n- memory\n', 'just words', '42'):

@@ -13,9 +13,11 @@ import tornado.httpclient
 import tornado.iostream
 import tornado.tcpclient
 import tornado.testing
+import tornado.web
 
 from addrservice.database.addressbook_db import InMemoryAddressBookDB
 from addrservice.datamodel import AddressEntry
+from addrservice.tornado.app import log_function
 from tests.support import (
     AddressServiceTornadoAppTestSetup,
     LogCapture,
@@ -236,6 +238,26 @@ class CanonicalLogTests(AddressServiceTornadoAppTestSetup):
         self.assertIn('RuntimeError: disk on fire', line['trace'])
         levels = [rec.levelname for rec in logs.records]
         self.assertEqual(levels, ['DEBUG', 'ERROR'])
+
+
+class PlainHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write('plain')
+
+
+class PlainHandlerLogTest(tornado.testing.AsyncHTTPTestCase):
+    def get_app(self) -> tornado.web.Application:
+        return tornado.web.Application([('/plain', PlainHandler)],
+                                       log_function=log_function)
+
+    def test_log_function_serves_any_handler(self) -> None:
+        """log_function logs handlers that are not the service's too."""
+        with LogCapture() as logs:
+            r = self.fetch('/plain')
+        self.assertEqual(r.body, b'plain')
+        [line] = logs.fields('RESPONSE')
+        self.assertEqual(list(line), ['message', 'status', 'time_ms'])
+        self.assertEqual(line['status'], '200')
 
 
 class BrokenDB(InMemoryAddressBookDB):
