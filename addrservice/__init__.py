@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
-import pathlib
 from typing import Any
 
 LOGGER_NAME = 'addrservice'
 
-# The schema ships inside the repository, one level above the package.
-ADDRESS_BOOK_SCHEMA_PATH = (
-    pathlib.Path(__file__).resolve().parent.parent
-    / 'schema' / 'address-book-v1.0.json'
+# schema/address-book-v1.0.json, through a link inside the package so that
+# an installed package carries it too.
+ADDRESS_BOOK_SCHEMA: dict[str, Any] = json.loads(
+    importlib.resources.files(__name__)
+    .joinpath('schema', 'address-book-v1.0.json')
+    .read_text(encoding='utf-8')
 )
-
-with ADDRESS_BOOK_SCHEMA_PATH.open(encoding='utf-8') as _schema_file:
-    ADDRESS_BOOK_SCHEMA: dict[str, Any] = json.load(_schema_file)

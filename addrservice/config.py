@@ -22,6 +22,15 @@ class AddressBookConfig:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
 
     @classmethod
+    def of(
+        cls, config: Mapping[str, Any] | AddressBookConfig
+    ) -> AddressBookConfig:
+        """The checked config, from its YAML mapping or as it is."""
+        if isinstance(config, AddressBookConfig):
+            return config
+        return cls.from_mapping(config)
+
+    @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> AddressBookConfig:
         """Read and check every key; `ConfigError` names the first bad one."""
         if not isinstance(config, Mapping):

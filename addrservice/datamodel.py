@@ -17,6 +17,10 @@ from addrservice.errors import InvalidEntryError
 
 VALUE_ERR_MSG = '{} has invalid value {!r}'
 
+# What an entry's id (its nickname in storage) may be: safe in a URL path
+# and as a file name.
+ENTRY_ID_REGEX = r'[A-Za-z0-9-]{1,64}'
+
 _M = TypeVar('_M', bound='_Model')
 
 
@@ -62,6 +66,7 @@ class _Model:
     @classmethod
     def from_api_dm(cls: type[_M], vars: Mapping[str, Any]) -> _M:
         """Build from the API (JSON) form; `ValueError` if it does not fit."""
+        vars = _as_mapping(vars)
         specs = cls.__dataclass_fields__
         unknown = sorted(set(vars) - set(specs))
         if unknown:

@@ -15,6 +15,10 @@ class AddressExistsError(KeyError):
     """An entry with this id exists already."""
 
 
+class CorruptEntryError(Exception):
+    """A stored entry that cannot be read back: a fault of the store."""
+
+
 class InvalidEntryError(ValueError):
     """A value that the data model refuses (a required field left empty)."""
 

@@ -7,10 +7,10 @@ import uuid
 from abc import ABCMeta, abstractmethod
 from typing import AsyncIterator
 
-from addrservice.datamodel import AddressEntry
+from addrservice.datamodel import ENTRY_ID_REGEX, AddressEntry
 from addrservice.errors import AddressNotFoundError, InvalidIdError
 
-NICKNAME_PATTERN = re.compile(r'[A-Za-z0-9-]{1,64}\Z')
+NICKNAME_PATTERN = re.compile(ENTRY_ID_REGEX + r'\Z')
 
 
 class AbstractAddressBookDB(metaclass=ABCMeta):

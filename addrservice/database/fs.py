@@ -28,7 +28,11 @@ from addrservice.database.base import (
     new_nickname,
 )
 from addrservice.datamodel import AddressEntry
-from addrservice.errors import AddressExistsError, AddressNotFoundError
+from addrservice.errors import (
+    AddressExistsError,
+    AddressNotFoundError,
+    CorruptEntryError,
+)
 from addrservice.utils import logutils, strictjson
 
 _T = TypeVar('_T')
@@ -83,10 +87,10 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             for pair in await asyncio.to_thread(self._read_batch, batch):
                 yield pair
 
-    # The methods below block; they run in threads.
-
     def _path(self, nickname: str) -> str:
         return os.path.join(self._store, nickname + SUFFIX)
+
+    # The file operations below block; they run in threads.
 
     def _link_new(self, nickname: str, data: bytes) -> None:
         temp = self._write_temp(nickname, data)
@@ -148,13 +152,14 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
                 pairs.append((nickname, _read_entry(nickname, path)))
             except AddressNotFoundError:
                 pass  # deleted since it was listed
-            except (OSError, ValueError) as e:
+            except (OSError, CorruptEntryError) as e:
                 _log_unreadable(path, e)
         return pairs
 
     async def _in_writer(
         self, write: Callable[..., _T], *args: object
     ) -> _T:
+        """Run `write` in the one writer thread of this store."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix='addrservice-fs-writer'
@@ -184,7 +189,10 @@ def _read_entry(nickname: str, path: str) -> AddressEntry:
             data = f.read()
     except FileNotFoundError:
         raise AddressNotFoundError(nickname) from None
-    return AddressEntry.from_api_dm(strictjson.loads(data))
+    try:
+        return AddressEntry.from_api_dm(strictjson.loads(data))
+    except ValueError as e:
+        raise CorruptEntryError(f'{path}: {e}') from None
 
 
 def _fsync_dir(path: str) -> None:

@@ -5,41 +5,48 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
 import traceback
 import uuid
 from types import TracebackType
 from typing import Any, Awaitable, Mapping
 
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 
 from addrservice import LOGGER_NAME
 from addrservice.config import AddressBookConfig
+from addrservice.datamodel import ENTRY_ID_REGEX
 from addrservice.service import AddressBookService
-from addrservice.tornado.errors import map_error
+from addrservice.tornado.body import (
+    BodyTooLargeError,
+    InvalidBodyError,
+    RequestBody,
+    check_media_type,
+)
+from addrservice.tornado.errors import MappedError, map_error
 from addrservice.utils import logutils, strictjson
 
 ADDRESSBOOK_REGEX = r'/addresses/?'
-ADDRESSBOOK_ENTRY_REGEX = r'/addresses/(?P<id>[a-zA-Z0-9-]{1,64})/?'
+ADDRESSBOOK_ENTRY_REGEX = rf'/addresses/(?P<id>{ENTRY_ID_REGEX})/?'
 ADDRESSBOOK_ENTRY_URI_FORMAT_STR = r'/addresses/{id}'
 
 REQUEST_ID_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,128}\Z')
 
-# Bodies are JSON whatever the label; these are the labels clients use for
-# it (`curl -d` sends the form type). Anything else is refused with 415.
-ACCEPTED_BODY_TYPES = frozenset({
-    'application/json', 'application/x-www-form-urlencoded', 'text/plain',
-})
-
 JSON_CONTENT_TYPE = 'application/json; charset=UTF-8'
+
+# A body length no client reaches: read and discard until the connection
+# closes.
+_DRAIN_ALL = 2 ** 62
 
 
 @tornado.web.stream_request_body
 class BaseRequestHandler(tornado.web.RequestHandler):
     """Request id, log context, bounded JSON body and JSON error bodies.
 
-    Bodies are streamed so that a body over the configured limit is refused
-    with 413 as soon as it is seen (from Content-Length, or while chunked or
-    gzip-decompressed data arrives), without reading the rest.
+    Bodies are streamed, so one over the configured limit is refused with
+    413 as soon as it is seen (from Content-Length, or as chunked or
+    gzip-encoded data arrives), without reading the rest.
     """
 
     def initialize(
@@ -50,20 +57,19 @@ class BaseRequestHandler(tornado.web.RequestHandler):
     ) -> None:
         self.service = service
         self.config = config
-        self.max_body_size = config.max_body_size
         self._start_request(logger)
 
     def _start_request(self, logger: logging.Logger) -> None:
         self.logger = logger
-        self._body: list[bytes] = []
-        self._body_size = 0
+        self._body: RequestBody | None = None
         logutils.set_log_context(
             req_id=self.req_id,
             method=self.request.method,
             uri=self.request.uri,
             ip=self.request.remote_ip,
         )
-        # Held so the RESPONSE line finds it from whichever task ends it.
+        # Held so that every line of this request finds it, from whichever
+        # task Tornado runs that part of the request in.
         self.log_context = logutils.get_log_context()
 
     @functools.cached_property
@@ -78,38 +84,42 @@ class BaseRequestHandler(tornado.web.RequestHandler):
     def prepare(self) -> Awaitable[None] | None:
         self._log_request()
         if self.request.method in ('POST', 'PUT'):
-            self._check_body_headers()
+            check_media_type(self.request.headers.get('Content-Type', ''))
+        self._body = RequestBody(self.request.headers,
+                                 self.config.max_body_size)
         return super().prepare()
 
     def _log_request(self) -> None:
-        logutils.log(self.logger, logging.DEBUG, include_context=True,
+        logutils.log(self.logger, logging.DEBUG, **self.log_context,
                      message='REQUEST')
 
-    def _check_body_headers(self) -> None:
-        content_type = self.request.headers.get('Content-Type', '')
-        media_type = content_type.split(';')[0].strip().lower()
-        if media_type and media_type not in ACCEPTED_BODY_TYPES \
-                and not media_type.endswith('+json'):
-            raise tornado.web.HTTPError(415, reason='Unsupported Media Type')
-        length = int(self.request.headers.get('Content-Length', 0))
-        if length > self.max_body_size:
-            # Let Tornado discard the refused body until the connection
-            # closes, rather than answer a second time with a bare 400.
-            self.request.connection.set_max_body_size(length)  # type: ignore
-            raise tornado.web.HTTPError(413, reason='Request body too large')
+    def _drain_unread_body(self) -> None:
+        # An error reply can come before the body is read (405, 413, bad
+        # framing). Tornado then closes the connection after the reply;
+        # until then it should discard what the client still sends, not
+        # fail on the same headers and answer a second time.
+        headers = self.request.headers
+        if 'Content-Length' not in headers \
+                and 'Transfer-Encoding' not in headers:
+            return
+        headers.pop('Transfer-Encoding', None)
+        headers['Content-Length'] = str(_DRAIN_ALL)
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)  # Tornado's server
+        connection.set_max_body_size(_DRAIN_ALL)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self._finished or self._body is None:
             return  # refused already; the connection closes after the reply
-        self._body_size += len(chunk)
-        if self._body_size > self.max_body_size:
-            self.send_error(413, reason='Request body too large')
-        else:
-            self._body.append(chunk)
+        try:
+            self._body.feed(chunk)
+        except (BodyTooLargeError, InvalidBodyError):
+            self.send_error(exc_info=sys.exc_info())
 
     def json_body(self) -> Any:
         """The request body as strict JSON (`InvalidJSONError` if not)."""
-        return strictjson.loads(b''.join(self._body))
+        assert self._body is not None  # prepare() succeeded
+        return strictjson.loads(self._body.content())
 
     def write_json(self, document: Any) -> None:
         self.set_header('Content-Type', JSON_CONTENT_TYPE)
@@ -117,16 +127,12 @@ class BaseRequestHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as the JSON error body."""
+        self._drain_unread_body()
         exc_info = kwargs.get('exc_info')
-        body: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         if exc_info is not None:
-            mapped = map_error(exc_info[1])
-            if mapped is not None:
-                self.set_status(mapped.status, reason=mapped.reason)
-                body = mapped.fields
-            self.log_context['exc_info'] = exc_info
-            if self.settings.get('serve_traceback'):
-                body['trace'] = ''.join(traceback.format_exception(*exc_info))
+            extra = self._apply_mapping(map_error(exc_info[1]))
+            self._add_trace(exc_info, extra)
         if self.get_status() == 405:
             self.set_header('Allow', ', '.join(self.SUPPORTED_METHODS))
         self.log_context['reason'] = self._reason
@@ -135,9 +141,20 @@ class BaseRequestHandler(tornado.web.RequestHandler):
             'uri': self.request.path,
             'code': self.get_status(),
             'message': self._reason,
-            **body,
+            **extra,
         })
         self.finish()
+
+    def _apply_mapping(self, mapped: MappedError | None) -> dict[str, Any]:
+        if mapped is None:
+            return {}
+        self.set_status(mapped.status, reason=mapped.reason)
+        return dict(mapped.fields)
+
+    def _add_trace(self, exc_info: Any, body: dict[str, Any]) -> None:
+        self.log_context['exc_info'] = exc_info
+        if self.settings.get('serve_traceback'):
+            body['trace'] = ''.join(traceback.format_exception(*exc_info))
 
     def log_exception(
         self,
@@ -150,13 +167,19 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         pass
 
 
+class _AnyMethod(tuple[str, ...]):
+    def __contains__(self, method: object) -> bool:
+        return True
+
+
 class DefaultRequestHandler(BaseRequestHandler):
-    """Answers every unknown path with the JSON error body."""
+    """Answers every unknown path, whatever the method, with a JSON 404."""
+
+    SUPPORTED_METHODS = _AnyMethod()
 
     def initialize(  # type: ignore[override]  # the tutorial's signature
         self, status_code: int, message: str, logger: logging.Logger
     ) -> None:
-        self.max_body_size = 0
         self._start_request(logger)
         self.set_status(status_code, reason=message)
 
@@ -167,7 +190,7 @@ class DefaultRequestHandler(BaseRequestHandler):
 
 
 class AddressBookRequestHandler(BaseRequestHandler):
-    SUPPORTED_METHODS = ('GET', 'POST')
+    SUPPORTED_METHODS = ('GET', 'HEAD', 'POST')
 
     async def get(self) -> None:
         all_addrs = {
@@ -175,6 +198,9 @@ class AddressBookRequestHandler(BaseRequestHandler):
             async for nickname, addr in self.service.get_all_addresses()
         }
         self.write_json(all_addrs)
+
+    async def head(self) -> None:
+        await self.get()  # Tornado sends the headers without the body
 
     async def post(self) -> None:
         id = await self.service.create_address(self.json_body())
@@ -184,10 +210,13 @@ class AddressBookRequestHandler(BaseRequestHandler):
 
 
 class AddressBookEntryRequestHandler(BaseRequestHandler):
-    SUPPORTED_METHODS = ('GET', 'PUT', 'DELETE')
+    SUPPORTED_METHODS = ('GET', 'HEAD', 'PUT', 'DELETE')
 
     async def get(self, id: str) -> None:
         self.write_json(await self.service.get_address(id))
+
+    async def head(self, id: str) -> None:
+        await self.get(id)  # Tornado sends the headers without the body
 
     async def put(self, id: str) -> None:
         await self.service.update_address(id, self.json_body())
@@ -230,8 +259,7 @@ def make_addrservice_app(
     `debug` adds the traceback to error bodies. The caller starts and
     stops the service.
     """
-    if not isinstance(config, AddressBookConfig):
-        config = AddressBookConfig.from_mapping(config)
+    config = AddressBookConfig.of(config)
     service = AddressBookService(config, logger)
     handler_args = dict(service=service, config=config, logger=logger)
     app = tornado.web.Application(

@@ -12,17 +12,27 @@ from addrservice.errors import (
     InvalidIdError,
     SchemaValidationError,
 )
+from addrservice.tornado.body import (
+    BodyTooLargeError,
+    InvalidBodyError,
+    UnsupportedEncodingError,
+    UnsupportedMediaTypeError,
+)
 from addrservice.utils.strictjson import InvalidJSONError
 
 # status, and the reason phrase; None takes the reason from str(exc),
 # as the tutorial's 404 does ("'<id>'").
 ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
+    InvalidBodyError: (400, 'Invalid request body'),
     InvalidJSONError: (400, 'Invalid JSON body'),
     SchemaValidationError: (400, SchemaValidationError.MESSAGE),
     InvalidEntryError: (400, 'Invalid address entry'),
     InvalidIdError: (400, 'Invalid id'),
     AddressNotFoundError: (404, None),
     AddressExistsError: (409, 'Address already exists'),
+    BodyTooLargeError: (413, 'Request body too large'),
+    UnsupportedEncodingError: (415, 'Unsupported Content-Encoding'),
+    UnsupportedMediaTypeError: (415, 'Unsupported Media Type'),
 }
 
 
@@ -46,6 +56,6 @@ def _fields(exc: BaseException) -> dict[str, Any]:
     """Extra fields of the JSON error body: what failed, and where."""
     if isinstance(exc, SchemaValidationError):
         return {'detail': exc.detail, 'path': exc.path}
-    if isinstance(exc, (InvalidJSONError, InvalidEntryError)):
-        return {'detail': str(exc)}
-    return {}
+    if isinstance(exc, (AddressExistsError, AddressNotFoundError)):
+        return {}
+    return {'detail': str(exc)} if str(exc) else {}

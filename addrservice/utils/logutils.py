@@ -12,10 +12,12 @@ import contextvars
 import logging
 import re
 import traceback
-from typing import Any, Coroutine, Generator, Mapping
+from typing import Any, Coroutine, Generator, Mapping, TypeVar
 
 import aiotask_context
 import logfmt
+
+_C = TypeVar('_C')
 
 # Keys of a line are fixed identifiers chosen by the code, never input.
 _KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*\Z')
@@ -56,10 +58,10 @@ def get_log_context() -> dict[str, Any]:
     task = _current_task()
     if task is None:
         return _context_outside_task()
-    context = getattr(task, 'context', None)
+    context: dict[str, Any] | None = getattr(task, 'context', None)
     if context is None:
         context = _attach(task, {})
-    return context  # type: ignore[no-any-return]
+    return context
 
 
 def set_log_context(**kwargs: Any) -> None:
@@ -120,7 +122,7 @@ def _escape(match: re.Match[str]) -> str:
     return _SHORT_ESCAPES.get(char) or f'\\u{ord(char):04x}'
 
 
-def _attach(task: asyncio.Task[Any], context: Any) -> Any:
+def _attach(task: asyncio.Task[Any], context: _C) -> _C:
     # aiotask-context keeps the dict as an attribute of the task itself.
     setattr(task, 'context', context)
     return context

@@ -12,7 +12,6 @@ import gzip
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,6 +22,8 @@ import unittest
 from typing import Any, NamedTuple, Sequence
 
 import yaml
+
+from tests.support import parse_logfmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -39,7 +40,6 @@ JSON_TYPE = 'application/json; charset=UTF-8'
 FORM_TYPE = {'Content-Type': 'application/x-www-form-urlencoded'}
 JSON_HEADERS = {'Content-Type': 'application/json'}
 ID_RE = r'[0-9a-f]{32}'
-LOGFMT_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 class Response(NamedTuple):
@@ -66,11 +66,9 @@ def local_config(log_file: str) -> dict[str, Any]:
     return config
 
 
-def parse_logfmt(line: str) -> dict[str, str]:
-    return {
-        key: json.loads(value) if value.startswith('"') else value
-        for key, value in LOGFMT_PAIR.findall(line)
-    }
+def console_fields(line: str) -> dict[str, str]:
+    """The logfmt fields of a console line, after its brief prefix."""
+    return parse_logfmt(line.split(' : ', 1)[1])
 
 
 def read_text(path: str) -> str:
@@ -341,7 +339,8 @@ class HttpTest(ServerTestCase):
         self.assertEqual(int(headers['content-length']), len(body))
         self.assertEqual(json.loads(body), {
             'method': 'POST', 'uri': '/addresses', 'code': 413,
-            'message': 'Request body too large'})
+            'message': 'Request body too large',
+            'detail': '209715200 bytes announced; the limit is 1048576'})
 
         self.assertEqual(server.stop(), 0)
         self.assertEqual([f['status'] for f in self.log_lines()], ['413'])
@@ -423,7 +422,7 @@ class ProcessTest(ServerTestCase):
                 started = time.monotonic()
                 self.assertEqual(server.stop(signum), 0, server.stderr)
                 self.assertLess(time.monotonic() - started, STOP_S)
-                messages = [parse_logfmt(line).get('message')
+                messages = [console_fields(line).get('message')
                             for line in server.stdout.splitlines()]
                 self.assertEqual(
                     [m for m in messages if m != 'RESPONSE'],

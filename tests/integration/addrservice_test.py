@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import unittest
@@ -97,6 +98,36 @@ class AddressBookServiceContract(_ContractBase):
             await self.service.update_address('absent', self.docs['namo'])
         self.assertEqual(str(caught.exception), "'absent'")
         self.assertEqual(await self.listing(), {})
+
+    async def test_large_entry_does_not_stall_the_loop(self) -> None:
+        """A large entry is validated while other tasks keep running."""
+        doc = {'full_name': 'Many', 'emails': [
+            {'kind': 'home', 'email': f'a{i}@example.com'}
+            for i in range(5000)]}
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        task = asyncio.ensure_future(ticker())
+        id = await self.service.create_address(doc)
+        task.cancel()
+        self.assertEqual(await self.service.get_address(id), doc)
+        # Validating 5,000 items takes about half a second; a loop blocked
+        # by it would not tick at all.
+        self.assertGreaterEqual(ticks, 5)
+
+    async def test_error_dense_document(self) -> None:
+        """A document with 200,000 errors is refused naming one of them."""
+        doc = {'full_name': 'x', 'addresses': [1] * 200_000}
+        with self.assertRaises(SchemaValidationError) as caught:
+            await self.service.create_address(doc)
+        self.assertRegex(caught.exception.path, r'^/addresses/[0-9]+$')
+        self.assertEqual(caught.exception.detail,
+                         "1 is not of type 'object'")
 
     async def test_long_detail_is_shortened(self) -> None:
         """The validator's message about a huge value is cut to 300 chars."""

@@ -215,6 +215,23 @@ class FilesystemEndpointsTest(AddressBookEndpointsContract):
 del AddressBookEndpointsContract  # run only through the engine subclasses
 
 
+class CorruptStoreTest(AddressServiceTornadoAppTestSetup):
+    serve_traceback = False
+
+    def make_config(self) -> dict[str, Any]:
+        self.store = self.enterContext(tempfile.TemporaryDirectory())
+        return fs_config(self.store)
+
+    def test_corrupt_file_is_a_server_error(self) -> None:
+        """A corrupt stored entry is a 500 for itself; the list skips it."""
+        id = self.create(self.addr0)
+        with open(f'{self.store}/bad.json', 'w') as f:
+            f.write('["not", "an", "entry"]')
+        self.assert_error(self.fetch('/addresses/bad'), 500,
+                          'Internal Server Error')
+        self.assertEqual(self.assert_store_intact(), {id: self.addr0})
+
+
 class ConfiguredLimitTest(AddressServiceTornadoAppTestSetup):
     def make_config(self) -> dict[str, Any]:
         return {**memory_config(), 'http': {'max_body_size': 100}}

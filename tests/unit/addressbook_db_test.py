@@ -20,7 +20,11 @@ from addrservice.database.addressbook_db import (
     InMemoryAddressBookDB,
 )
 from addrservice.datamodel import AddressEntry
-from addrservice.errors import AddressExistsError, AddressNotFoundError
+from addrservice.errors import (
+    AddressExistsError,
+    AddressNotFoundError,
+    CorruptEntryError,
+)
 from data import address_data_suite
 from tests.support import LogCapture
 
@@ -256,17 +260,27 @@ class FilesystemAddressBookDBTest(
     async def test_listing_survives_unreadable_files(self) -> None:
         """An unreadable file is logged at ERROR by name; the rest is read."""
         nickname = await self.db.create_address(self.entry())
-        corrupt = os.path.join(self.store, 'corrupt.json')
-        with open(corrupt, 'w') as f:
-            f.write('{"full_name": ')
+        bad = {'truncated': '{"full_name": ', 'array': '[]', 'string': '"s"',
+               'empty-name': '{"full_name": ""}', 'nan': '{"x": NaN}'}
+        for name, content in bad.items():
+            with open(os.path.join(self.store, f'{name}.json'), 'w') as f:
+                f.write(content)
         os.mkdir(os.path.join(self.store, 'adir.json'))
         with LogCapture() as logs:
             self.assertEqual(await self.listing(), {nickname: self.entry()})
         errors = logs.fields('UNREADABLE ENTRY')
-        self.assertEqual(sorted(e['file'] for e in errors), [
-            os.path.join(self.store, 'adir.json'), corrupt,
-        ])
+        self.assertEqual(
+            sorted(e['file'] for e in errors),
+            sorted(os.path.join(self.store, f'{name}.json')
+                   for name in [*bad, 'adir']))
         self.assertTrue(all(r.levelname == 'ERROR' for r in logs.records))
+
+    async def test_reading_a_corrupt_entry(self) -> None:
+        """A stored file that is not an entry is a store fault, not a 404."""
+        with open(os.path.join(self.store, 'bad.json'), 'w') as f:
+            f.write('[]')
+        with self.assertRaises(CorruptEntryError):
+            await self.db.read_address('bad')
 
     async def test_failed_write_leaves_nothing_behind(self) -> None:
         """A write the disk refuses raises; no entry or temp file is left."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import random
 import re
@@ -45,8 +46,8 @@ class AddressServiceTornadoAppUnitTests(AddressServiceTornadoAppTestSetup):
 
     def test_unsupported_method(self) -> None:
         """An unsupported method is 405 with an Allow header."""
-        for path, allow in [('/addresses', 'GET, POST'),
-                            ('/addresses/abc', 'GET, PUT, DELETE')]:
+        for path, allow in [('/addresses', 'GET, HEAD, POST'),
+                            ('/addresses/abc', 'GET, HEAD, PUT, DELETE')]:
             with self.subTest(path=path):
                 r = self.request('PATCH', path, body='{}')
                 self.assert_error(r, 405, 'Method Not Allowed')
@@ -240,6 +241,177 @@ class CanonicalLogTests(AddressServiceTornadoAppTestSetup):
         self.assertEqual(levels, ['DEBUG', 'ERROR'])
 
 
+class RequestFramingTests(AddressServiceTornadoAppTestSetup):
+    """Broken framing or encoding gets one JSON 4xx, and a log line."""
+
+    serve_traceback = False
+
+    def exchange(self, head: str, body: bytes = b'') -> bytes:
+        """Send a raw request; return all the server sends until it closes."""
+        async def run() -> bytes:
+            stream = await tornado.tcpclient.TCPClient().connect(
+                '127.0.0.1', self.get_http_port())
+            await stream.write(head.encode('latin-1') + b'\r\n' + body)
+            received: bytes = await stream.read_until_close()
+            return received
+        received: bytes = self.io_loop.run_sync(run, timeout=10)
+        return received
+
+    def assert_one_json_error(
+        self, received: bytes, code: int, message: str
+    ) -> dict[str, Any]:
+        self.assertEqual(received.count(b'HTTP/1.1 '), 1, received)
+        head, body = received.split(b'\r\n\r\n', 1)
+        self.assertTrue(head.startswith(f'HTTP/1.1 {code} '.encode()))
+        self.assertIn(b'Content-Type: application/json; charset=UTF-8', head)
+        error: dict[str, Any] = json.loads(body)
+        self.assertEqual((error['code'], error['message']), (code, message))
+        return error
+
+    def test_malformed_content_length(self) -> None:
+        """A Content-Length that is not one number is a JSON 400."""
+        for value in ['x', '-1', '1e3', '2, 3', '', '1' * 30, '\xb2']:
+            with self.subTest(value=value):
+                with LogCapture() as logs:
+                    received = self.exchange(
+                        'POST /addresses HTTP/1.1\r\nHost: x\r\n'
+                        f'X-Request-ID: cl\r\nContent-Length: {value}\r\n',
+                        b'{}')
+                error = self.assert_one_json_error(
+                    received, 400, 'Invalid request body')
+                self.assertIn('Content-Length', error['detail'])
+                [line] = logs.fields('RESPONSE')
+                self.assertEqual((line['req_id'], line['status']),
+                                 ('cl', '400'))
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_repeated_equal_content_length(self) -> None:
+        """A Content-Length repeated with one value is that length."""
+        body = b'{"full_name": "x"}'
+        received = self.exchange(
+            'POST /addresses HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+            f'Content-Length: {len(body)}, {len(body)}\r\n', body)
+        self.assertTrue(received.startswith(b'HTTP/1.1 201 '), received)
+
+    def test_oversized_body_on_any_method(self) -> None:
+        """A huge Content-Length is one JSON 413 whatever the method."""
+        for method, path in [('GET', '/addresses'), ('POST', '/addresses'),
+                             ('PUT', '/addresses/abc'),
+                             ('DELETE', '/addresses/abc')]:
+            with self.subTest(method=method):
+                received = self.exchange(
+                    f'{method} {path} HTTP/1.1\r\nHost: x\r\n'
+                    'Content-Length: 200000000\r\n', b'x' * 1000)
+                self.assert_one_json_error(
+                    received, 413, 'Request body too large')
+
+    def test_errors_before_the_body_answer_once(self) -> None:
+        """A 404 or 405 for a request with a huge body is one reply."""
+        for method, path, code, message in [
+            ('POST', '/addresses/abc', 405, 'Method Not Allowed'),
+            ('POST', '/nowhere', 404, 'Unknown Endpoint'),
+            ('FOO', '/addresses', 405, 'Method Not Allowed'),
+        ]:
+            for framing in ['Content-Length: 200000000',
+                            'Transfer-Encoding: chunked']:
+                with self.subTest(path=path, method=method, framing=framing):
+                    received = self.exchange(
+                        f'{method} {path} HTTP/1.1\r\nHost: x\r\n'
+                        f'{framing}\r\n', b'x' * 1000)
+                    self.assert_one_json_error(received, code, message)
+
+    def test_two_framings(self) -> None:
+        """Transfer-Encoding with Content-Length is one JSON 400."""
+        received = self.exchange(
+            'POST /addresses HTTP/1.1\r\nHost: x\r\n'
+            'Transfer-Encoding: chunked\r\nContent-Length: 4\r\n',
+            b'4\r\n{}{}\r\n0\r\n\r\n')
+        error = self.assert_one_json_error(
+            received, 400, 'Invalid request body')
+        self.assertIn('Transfer-Encoding', error['detail'])
+
+    def test_broken_gzip_bodies(self) -> None:
+        """Invalid, truncated or padded gzip bodies are a JSON 400."""
+        good = gzip.compress(b'{"full_name": "x"}')
+        for name, body in [('not gzip', b'{"full_name": "x"}'),
+                           ('truncated', good[:-6]),
+                           ('trailing data', good + b'junk'),
+                           ('two members', good + good),
+                           ('empty', b'')]:
+            with self.subTest(name):
+                with LogCapture() as logs:
+                    r = self.request('POST', '/addresses', body, headers={
+                        'Content-Encoding': 'gzip'})
+                error = self.assert_error(r, 400, 'Invalid request body')
+                self.assertIn('gzip', error['detail'])
+                [line] = logs.fields('RESPONSE')
+                self.assertEqual(line['status'], '400')
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_content_encodings(self) -> None:
+        """gzip, x-gzip and identity are decoded; others are 415."""
+        body = b'{"full_name": "x"}'
+        for encoding, payload, code in [
+            ('gzip', gzip.compress(body), 201),
+            ('X-GZIP', gzip.compress(body), 201),
+            ('identity', body, 201),
+            ('br', body, 415),
+            ('gzip, gzip', gzip.compress(gzip.compress(body)), 415),
+        ]:
+            with self.subTest(encoding=encoding):
+                r = self.request('POST', '/addresses', payload,
+                                 headers={'Content-Encoding': encoding})
+                self.assertEqual(r.code, code, r.body)
+                if code == 415:
+                    self.assert_error(r, 415, 'Unsupported Content-Encoding')
+
+    def test_gzip_bomb(self) -> None:
+        """A small gzip body that inflates past the limit is a 413."""
+        bomb = gzip.compress(b' ' * (20 * 1024 * 1024))
+        self.assertLess(len(bomb), 64 * 1024)
+        r = self.request('POST', '/addresses', bomb,
+                         headers={'Content-Encoding': 'gzip'})
+        self.assert_error(r, 413, 'Request body too large')
+
+    def test_streamed_413_carries_its_trace(self) -> None:
+        """A body refused mid-stream is logged with reason and trace."""
+        async def producer(write: Any) -> None:
+            for _ in range(40):
+                await write(b'x' * 65536)
+
+        with LogCapture() as logs:
+            r = self.fetch('/addresses', method='POST',
+                           body_producer=producer)
+        error = self.assert_error(r, 413, 'Request body too large')
+        self.assertEqual(error['detail'],
+                         'over the limit of 1048576 bytes')
+        [line] = logs.fields('RESPONSE')
+        self.assertEqual(line['reason'], 'Request body too large')
+        self.assertIn('BodyTooLargeError', line['trace'])
+
+
+class MethodTests(AddressServiceTornadoAppTestSetup):
+    def test_head(self) -> None:
+        """HEAD answers GET's status and headers, without the body."""
+        id = self.create(self.addr0)
+        for path in ['/addresses', f'/addresses/{id}']:
+            with self.subTest(path=path):
+                get = self.fetch(path)
+                head = self.fetch(path, method='HEAD')
+                self.assertEqual((head.code, head.body), (200, b''))
+                for name in ['Content-Type', 'Etag']:
+                    self.assertEqual(head.headers[name], get.headers[name])
+        self.assertEqual(self.fetch('/addresses/nope', method='HEAD').code,
+                         404)
+
+    def test_unknown_method_on_unknown_path(self) -> None:
+        """An unknown path is 404 whatever the method; a known one 405."""
+        r = self.request('FOO', '/nowhere')
+        self.assert_error(r, 404, 'Unknown Endpoint')
+        r = self.request('FOO', '/addresses')
+        self.assert_error(r, 405, 'Method Not Allowed')
+
+
 class PlainHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.write('plain')
@@ -341,7 +513,13 @@ class WithoutTaskFactoryTest(AddressServiceTornadoAppTestSetup):
             self.fetch('/nowhere', headers={'X-Request-ID': 'lost'})
         self.assertEqual(self.json_of(r), self.addr0)
         req_ids = [line['req_id'] for line in logs.fields('RESPONSE')]
+        self.assertRegex(req_ids[0], UUID_HEX)
         self.assertEqual(req_ids[1:], ['plain', 'lost'])
+        requests = logs.fields('REQUEST')
+        self.assertEqual([(r['req_id'], r['method'], r['uri'])
+                          for r in requests[1:]],
+                         [('plain', 'GET', f'/addresses/{id}'),
+                          ('lost', 'GET', '/nowhere')])
 
 
 if __name__ == '__main__':
