@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.config
 import re
 import tempfile
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 import tornado.httpclient
 import tornado.testing
@@ -41,6 +42,8 @@ logging:
 '''
 
 TEST_CONFIG: dict[str, Any] = yaml.safe_load(IN_MEMORY_CFG_TXT)
+
+_T = TypeVar('_T')
 
 
 def memory_config() -> dict[str, Any]:
@@ -191,6 +194,26 @@ class AddressServiceTornadoAppTestSetup(tornado.testing.AsyncHTTPTestCase):
         return listing  # type: ignore[no-any-return]
 
 
+async def ticks_while(work: Awaitable[_T]) -> tuple[_T, int]:
+    """Await `work`, counting how often the loop meanwhile ran a 5 ms sleep.
+
+    A loop that `work` blocks counts no ticks at all.
+    """
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        return await work, ticks
+    finally:
+        task.cancel()
+
+
 def _refuse_constant(name: str) -> Any:
     raise AssertionError(f'non-strict JSON constant {name} in a response')
 
@@ -209,4 +232,5 @@ __all__ = [
     'memory_config',
     'parse_logfmt',
     'temporary_store',
+    'ticks_while',
 ]

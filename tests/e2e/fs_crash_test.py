@@ -8,7 +8,6 @@ checks that the store holds exactly what was acknowledged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -18,11 +17,11 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any
 
 from addrservice.database.fs import FilesystemAddressBookDB
 from addrservice.datamodel import AddressEntry
 from addrservice.utils import strictjson
+from tests.e2e.fs_writer import canonical_sha
 
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       'fs_writer.py')
@@ -31,12 +30,6 @@ CYCLES = 5
 RACERS = 6
 RACE_ROUNDS = 4
 WAIT_S = 10.0
-
-
-def canonical_sha(document: Any) -> str:
-    text = json.dumps(document, sort_keys=True, separators=(',', ':'),
-                      ensure_ascii=False)
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 class Journal:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 import unittest
@@ -16,7 +15,7 @@ from addrservice.errors import (
 )
 from addrservice.service import AddressBookService
 from data import address_data_suite
-from tests.support import fs_config, memory_config
+from tests.support import fs_config, memory_config, ticks_while
 
 
 if TYPE_CHECKING:
@@ -104,17 +103,7 @@ class AddressBookServiceContract(_ContractBase):
         doc = {'full_name': 'Many', 'emails': [
             {'kind': 'home', 'email': f'a{i}@example.com'}
             for i in range(5000)]}
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.005)
-                ticks += 1
-
-        task = asyncio.ensure_future(ticker())
-        id = await self.service.create_address(doc)
-        task.cancel()
+        id, ticks = await ticks_while(self.service.create_address(doc))
         self.assertEqual(await self.service.get_address(id), doc)
         # Validating 5,000 items takes about half a second; a loop blocked
         # by it would not tick at all.

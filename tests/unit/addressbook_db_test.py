@@ -26,7 +26,7 @@ from addrservice.errors import (
     CorruptEntryError,
 )
 from data import address_data_suite
-from tests.support import LogCapture
+from tests.support import LogCapture, ticks_while
 
 INVALID_NICKNAMES = ['', '../escape', 'a/b', 'a b', 'a.json', 'x' * 65, 'é']
 
@@ -304,22 +304,17 @@ class FilesystemAddressBookDBTest(
     async def test_blocking_io_runs_off_the_event_loop(self) -> None:
         """A slow disk does not stall the loop: other tasks keep running."""
         db = SlowDiskDB(self.store)
-        ticks = 0
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        async def work() -> tuple[str, dict[str, AddressEntry]]:
+            nickname = await db.create_address(self.entry())
+            await db.update_address(nickname, self.entry('New'))
+            listing = {n: a async for n, a in db.read_all_addresses()}
+            await db.delete_address(nickname)
+            return nickname, listing
 
-        task = asyncio.ensure_future(ticker())
-        nickname = await db.create_address(self.entry())
-        await db.update_address(nickname, self.entry('New'))
-        listing = {n: a async for n, a in db.read_all_addresses()}
-        self.assertEqual(listing, {nickname: self.entry('New')})
-        await db.delete_address(nickname)
-        task.cancel()
+        (nickname, listing), ticks = await ticks_while(work())
         db.stop()
+        self.assertEqual(listing, {nickname: self.entry('New')})
         self.assertNotIn(threading.main_thread(), db.threads)
         # Two slow writes took 0.4 s; a blocked loop would not have ticked.
         self.assertGreaterEqual(ticks, 5)
