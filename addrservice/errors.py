@@ -40,3 +40,11 @@ class SchemaValidationError(ValueError):
         super().__init__(self.MESSAGE)
         self.detail = detail
         self.path = path
+
+
+class StorageUnavailableError(Exception):
+    """The store cannot be reached or opened (a database that is down)."""
+
+
+class InvalidPagingError(ValueError):
+    """A `limit` or `after` query parameter that cannot be used."""

@@ -59,6 +59,14 @@ class AddressBookService:
     def stop(self) -> None:
         self.addr_db.stop()
 
+    async def open(self) -> None:
+        """Open the store; every engine can, including those that must
+        connect asynchronously."""
+        await self.addr_db.open()
+
+    async def close(self) -> None:
+        await self.addr_db.close()
+
     def validate_address(self, addr: Any) -> None:
         """`SchemaValidationError` unless `addr` conforms to the schema."""
         error = jsonschema.exceptions.best_match(itertools.islice(

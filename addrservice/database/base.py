@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from abc import ABCMeta, abstractmethod
@@ -12,6 +13,18 @@ from addrservice.errors import AddressNotFoundError, InvalidIdError
 
 NICKNAME_PATTERN = re.compile(ENTRY_ID_REGEX + r'\Z')
 
+# Entries fetched per round trip when an engine lists in batches.
+LIST_BATCH = 500
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as stored, with its version: 1 when created, and one more
+    on every update."""
+
+    entry: AddressEntry
+    version: int
+
 
 class AbstractAddressBookDB(metaclass=ABCMeta):
     """Where address-book entries live, keyed by nickname (the entry id).
@@ -20,6 +33,13 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
     `KeyError` (`AddressNotFoundError`); creating one that does raises
     `KeyError` (`AddressExistsError`). A nickname given to create must
     match `NICKNAME_PATTERN`, else `ValueError`.
+
+    Listings are in nickname order (by code point, as Python compares
+    strings), so that a listing can be read a page at a time.
+
+    An engine that must connect asynchronously overrides `open()` and
+    `close()`; the others need only the tutorial's `start()` and `stop()`,
+    which those two call by default.
     """
 
     def start(self) -> None:
@@ -28,27 +48,57 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
     def stop(self) -> None:
         """Release what `start()` or use acquired."""
 
+    async def open(self) -> None:
+        """Acquire what the engine needs before serving; `start()` here."""
+        self.start()
+
+    async def close(self) -> None:
+        """Release what `open()` or use acquired; `stop()` here."""
+        self.stop()
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise `StorageUnavailableError`
+        (or the engine's own error) if it does not."""
+        await self.count_addresses()
+
     @abstractmethod
     async def create_address(
         self, addr: AddressEntry, nickname: str | None = None
     ) -> str:
-        """Store a new entry; return its nickname (a fresh one if None)."""
+        """Store a new entry at version 1; return its nickname (a fresh
+        one if None)."""
 
     @abstractmethod
+    async def read_entry(self, nickname: str) -> StoredEntry:
+        """The entry stored under `nickname`, with its version."""
+
     async def read_address(self, nickname: str) -> AddressEntry:
         """The entry stored under `nickname`."""
+        return (await self.read_entry(nickname)).entry
 
     @abstractmethod
-    async def update_address(self, nickname: str, addr: AddressEntry) -> None:
-        """Replace the entry stored under `nickname` as a whole."""
+    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+        """Replace the entry stored under `nickname` as a whole; return its
+        new version."""
 
     @abstractmethod
     async def delete_address(self, nickname: str) -> None:
         """Remove the entry stored under `nickname`."""
 
     @abstractmethod
+    def read_addresses(
+        self, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[tuple[str, AddressEntry]]:
+        """`(nickname, entry)` pairs in nickname order: those after `after`
+        (every one if None), at most `limit` of them (all if None)."""
+
     def read_all_addresses(self) -> AsyncIterator[tuple[str, AddressEntry]]:
-        """Every `(nickname, entry)` pair."""
+        """Every `(nickname, entry)` pair, in nickname order."""
+        return self.read_addresses()
+
+    @abstractmethod
+    async def count_addresses(self) -> int:
+        """How many entries are stored."""
 
 
 def new_nickname(nickname: str | None) -> str:

@@ -1,5 +1,9 @@
 """File-backed storage: one JSON file per entry in a directory.
 
+Each file holds `{"version": N, "entry": {...}}`, the entry in its API
+form. A file that holds a bare entry (as the first release wrote) reads
+as version 1.
+
 Durability: every write goes to a temporary file in the same directory,
 is fsynced, then moved into place (`os.link` for a create, so that only
 one of several concurrent creators of a nickname wins, even across
@@ -18,12 +22,13 @@ import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 from addrservice import LOGGER_NAME
 from addrservice.database.base import (
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
+    StoredEntry,
     existing_nickname,
     new_nickname,
 )
@@ -63,29 +68,38 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
         self, addr: AddressEntry, nickname: str | None = None
     ) -> str:
         nickname = new_nickname(nickname)
-        await self._in_writer(self._link_new, nickname, _encode(addr))
+        await self._in_writer(self._link_new, nickname, _encode(addr, 1))
         return nickname
 
-    async def read_address(self, nickname: str) -> AddressEntry:
+    async def read_entry(self, nickname: str) -> StoredEntry:
         path = self._path(existing_nickname(nickname))
         return await asyncio.to_thread(_read_entry, nickname, path)
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> None:
+    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
         existing_nickname(nickname)
-        await self._in_writer(self._replace, nickname, _encode(addr))
+        return await self._in_writer(self._replace, nickname, addr)
 
     async def delete_address(self, nickname: str) -> None:
         existing_nickname(nickname)
         await self._in_writer(self._unlink, nickname)
 
-    async def read_all_addresses(
-        self,
+    async def read_addresses(
+        self, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
-        nicknames = await asyncio.to_thread(self._list_nicknames)
-        for start in range(0, len(nicknames), _LIST_BATCH):
-            batch = nicknames[start:start + _LIST_BATCH]
+        nicknames = await asyncio.to_thread(self._list_nicknames, after)
+        left = len(nicknames) if limit is None else limit
+        start = 0
+        # Files deleted or unreadable since listed are skipped, so a page
+        # may need more than `limit` names.
+        while left > 0 and start < len(nicknames):
+            batch = nicknames[start:start + min(left, _LIST_BATCH)]
+            start += len(batch)
             for pair in await asyncio.to_thread(self._read_batch, batch):
                 yield pair
+                left -= 1
+
+    async def count_addresses(self) -> int:
+        return len(await asyncio.to_thread(self._list_nicknames, None))
 
     def _path(self, nickname: str) -> str:
         return os.path.join(self._store, nickname + SUFFIX)
@@ -102,17 +116,17 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             os.unlink(temp)
         _fsync_dir(self._store)
 
-    def _replace(self, nickname: str, data: bytes) -> None:
+    def _replace(self, nickname: str, addr: AddressEntry) -> int:
         path = self._path(nickname)
-        if not os.path.exists(path):
-            raise AddressNotFoundError(nickname)
-        temp = self._write_temp(nickname, data)
+        version = _read_entry(nickname, path).version + 1
+        temp = self._write_temp(nickname, _encode(addr, version))
         try:
             os.replace(temp, path)
         except BaseException:
             os.unlink(temp)
             raise
         _fsync_dir(self._store)
+        return version
 
     def _unlink(self, nickname: str) -> None:
         try:
@@ -135,12 +149,15 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             raise
         return temp
 
-    def _list_nicknames(self) -> list[str]:
+    def _list_nicknames(self, after: str | None) -> list[str]:
         names = (
             name[:-len(SUFFIX)] for name in os.listdir(self._store)
             if name.endswith(SUFFIX)
         )
-        return sorted(n for n in names if NICKNAME_PATTERN.match(n))
+        return sorted(
+            n for n in names
+            if NICKNAME_PATTERN.match(n) and (after is None or n > after)
+        )
 
     def _read_batch(
         self, nicknames: list[str]
@@ -149,7 +166,7 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
         for nickname in nicknames:
             path = self._path(nickname)
             try:
-                pairs.append((nickname, _read_entry(nickname, path)))
+                pairs.append((nickname, _read_entry(nickname, path).entry))
             except AddressNotFoundError:
                 pass  # deleted since it was listed
             except (OSError, CorruptEntryError) as e:
@@ -179,20 +196,33 @@ def _writable_directory(store_dir: str) -> str:
     return store
 
 
-def _encode(addr: AddressEntry) -> bytes:
-    return strictjson.dumps(addr.to_api_dm()).encode('utf-8')
+def _encode(addr: AddressEntry, version: int) -> bytes:
+    document = {'version': version, 'entry': addr.to_api_dm()}
+    return strictjson.dumps(document).encode('utf-8')
 
 
-def _read_entry(nickname: str, path: str) -> AddressEntry:
+def _read_entry(nickname: str, path: str) -> StoredEntry:
     try:
         with open(path, 'rb') as f:
             data = f.read()
     except FileNotFoundError:
         raise AddressNotFoundError(nickname) from None
     try:
-        return AddressEntry.from_api_dm(strictjson.loads(data))
+        return _decode(strictjson.loads(data))
     except ValueError as e:
         raise CorruptEntryError(f'{path}: {e}') from None
+
+
+def _decode(document: Any) -> StoredEntry:
+    if isinstance(document, dict) and 'version' in document:
+        version = document['version']
+        if type(version) is not int or version < 1 \
+                or set(document) != {'version', 'entry'}:
+            raise ValueError(f'not a versioned entry: {sorted(document)}')
+        return StoredEntry(AddressEntry.from_api_dm(document['entry']),
+                           version)
+    # A bare entry, as the first release stored it.
+    return StoredEntry(AddressEntry.from_api_dm(document), 1)
 
 
 def _fsync_dir(path: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import AsyncIterator
 
 from addrservice.database.base import (
     AbstractAddressBookDB,
+    StoredEntry,
     existing_nickname,
     new_nickname,
 )
@@ -14,7 +16,7 @@ from addrservice.errors import AddressExistsError, AddressNotFoundError
 
 
 class InMemoryAddressBookDB(AbstractAddressBookDB):
-    """Entries in the dict `.db`, nickname to entry.
+    """Entries in the dict `.db`, nickname to entry; versions beside it.
 
     Each operation completes within one step of the event loop, so no
     other request can interleave with it.
@@ -22,6 +24,7 @@ class InMemoryAddressBookDB(AbstractAddressBookDB):
 
     def __init__(self) -> None:
         self.db: dict[str, AddressEntry] = {}
+        self._versions: dict[str, int] = {}
 
     async def create_address(
         self, addr: AddressEntry, nickname: str | None = None
@@ -30,23 +33,36 @@ class InMemoryAddressBookDB(AbstractAddressBookDB):
         if nickname in self.db:
             raise AddressExistsError(nickname)
         self.db[nickname] = addr
+        self._versions[nickname] = 1
         return nickname
 
-    async def read_address(self, nickname: str) -> AddressEntry:
-        return self.db[self._existing(nickname)]
+    async def read_entry(self, nickname: str) -> StoredEntry:
+        nickname = self._existing(nickname)
+        return StoredEntry(self.db[nickname], self._versions[nickname])
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> None:
-        self.db[self._existing(nickname)] = addr
+    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+        nickname = self._existing(nickname)
+        self.db[nickname] = addr
+        self._versions[nickname] += 1
+        return self._versions[nickname]
 
     async def delete_address(self, nickname: str) -> None:
-        del self.db[self._existing(nickname)]
+        nickname = self._existing(nickname)
+        del self.db[nickname]
+        del self._versions[nickname]
 
-    async def read_all_addresses(
-        self,
+    async def read_addresses(
+        self, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
-        # A snapshot: writers may run while the consumer awaits.
-        for nickname, addr in list(self.db.items()):
+        nicknames = (n for n in self.db if after is None or n > after)
+        ordered = sorted(nicknames) if limit is None \
+            else heapq.nsmallest(limit, nicknames)
+        # Snapshot the entries: writers may run while the consumer awaits.
+        for nickname, addr in [(n, self.db[n]) for n in ordered]:
             yield nickname, addr
+
+    async def count_addresses(self) -> int:
+        return len(self.db)
 
     def _existing(self, nickname: str) -> str:
         if existing_nickname(nickname) not in self.db:

@@ -18,6 +18,7 @@ import tornado.httpserver
 
 from addrservice import LOGGER_NAME
 from addrservice.config import AddressBookConfig, ConfigError, load_config
+from addrservice.errors import StorageUnavailableError
 from addrservice.tornado.app import make_addrservice_app
 from addrservice.utils import logutils
 
@@ -50,7 +51,9 @@ async def run_server(
     loop.set_task_factory(logutils.task_factory)
     logger = logging.getLogger(LOGGER_NAME)
     service, app = make_addrservice_app(config, debug, logger)
-    service.start()
+    # The store is opened before the port is bound: a server that cannot
+    # reach its database never accepts a connection.
+    await service.open()
     http_server = tornado.httpserver.HTTPServer(
         app, **http_server_options(config)
     )
@@ -64,7 +67,7 @@ async def run_server(
         http_server.stop()
         await http_server.close_all_connections()
     finally:
-        service.stop()
+        await service.close()
     logutils.log(logger, logging.INFO, message='STOPPED',
                  service_name=config.service_name)
 
@@ -108,7 +111,7 @@ def main(args: Sequence[str] | None = None) -> None:
             logging.config.dictConfig(dict(config.logging))
         asyncio.run(run_server(config, options.port, options.address,
                                options.debug))
-    except (ConfigError, OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError, StorageUnavailableError) as e:
         sys.exit(f'addrservice: {e}')
 
 

@@ -19,6 +19,7 @@ from addrservice.database.addressbook_db import (
     FilesystemAddressBookDB,
     InMemoryAddressBookDB,
 )
+from addrservice.database.base import LIST_BATCH, StoredEntry
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import (
     AddressExistsError,
@@ -50,14 +51,14 @@ class AddressBookDBContract(_ContractBase):
 
     async def asyncSetUp(self) -> None:
         self.db = self.make_db()
-        self.db.start()
+        await self.db.open()
         self.suite = {
             nickname: AddressEntry.from_api_dm(doc)
             for nickname, doc in address_data_suite().items()
         }
 
     async def asyncTearDown(self) -> None:
-        self.db.stop()
+        await self.db.close()
 
     async def listing(self) -> dict[str, AddressEntry]:
         return {n: a async for n, a in self.db.read_all_addresses()}
@@ -178,6 +179,123 @@ class AddressBookDBContract(_ContractBase):
         listing, _ = await asyncio.gather(self.listing(), churn())
         self.assertTrue(set(ids[10:]) <= set(listing))
 
+    async def test_versions_count_writes(self) -> None:
+        """Create gives version 1; every update adds one; a new entry under
+        a deleted nickname starts again at 1."""
+        nickname = await self.db.create_address(self.entry())
+        self.assertEqual(await self.db.read_entry(nickname),
+                         StoredEntry(self.entry(), 1))
+        for expected in [2, 3, 4]:
+            version = await self.db.update_address(
+                nickname, self.entry(f'v{expected}'))
+            self.assertEqual(version, expected)
+            self.assertEqual(await self.db.read_entry(nickname),
+                             StoredEntry(self.entry(f'v{expected}'),
+                                         expected))
+        other = await self.db.create_address(self.entry('Other'))
+        self.assertEqual((await self.db.read_entry(other)).version, 1)
+        await self.db.delete_address(nickname)
+        await self.db.create_address(self.entry('Again'), nickname)
+        self.assertEqual((await self.db.read_entry(nickname)).version, 1)
+
+    async def test_concurrent_updates_each_count(self) -> None:
+        """Concurrent updates each get a distinct version; none is lost."""
+        nickname = await self.db.create_address(self.entry())
+        versions = await asyncio.gather(*(
+            self.db.update_address(nickname, self.entry(f'n{i}'))
+            for i in range(12)
+        ))
+        self.assertEqual(sorted(versions), list(range(2, 14)))
+        self.assertEqual((await self.db.read_entry(nickname)).version, 13)
+
+    async def test_listing_is_in_nickname_order(self) -> None:
+        """Listings come in code-point order of the nickname."""
+        nicknames = ['b', 'B', 'a-1', 'a', 'Z9', '0', '9-z', 'a0', 'A']
+        for nickname in nicknames:
+            await self.db.create_address(self.entry(nickname), nickname)
+        listed = [n async for n, _ in self.db.read_all_addresses()]
+        self.assertEqual(listed, sorted(nicknames))
+
+    async def test_paging(self) -> None:
+        """`after` and `limit` select a slice of the ordered listing."""
+        nicknames = [f'n{i:03d}' for i in range(25)]
+        for nickname in reversed(nicknames):
+            await self.db.create_address(self.entry(nickname), nickname)
+
+        async def page(after: str | None, limit: int | None) -> list[str]:
+            return [n async for n, _ in self.db.read_addresses(after, limit)]
+
+        self.assertEqual(await page(None, 3), nicknames[:3])
+        self.assertEqual(await page('n002', 3), nicknames[3:6])
+        self.assertEqual(await page('n0105', 2), ['n011', 'n012'])
+        self.assertEqual(await page('n020', None), nicknames[21:])
+        self.assertEqual(await page('n020', 100), nicknames[21:])
+        self.assertEqual(await page('n024', 5), [])
+        self.assertEqual(await page('', 1), nicknames[:1])
+        self.assertEqual(await page(None, None), nicknames)
+        pairs = [p async for p in self.db.read_addresses('n009', 1)]
+        self.assertEqual(pairs, [('n010', self.entry('n010'))])
+        walked: list[str] = []
+        after = None
+        while chunk := await page(after, 7):
+            walked += chunk
+            after = chunk[-1]
+        self.assertEqual(walked, nicknames)
+
+    async def test_listing_more_than_a_batch(self) -> None:
+        """Listings longer than an engine's internal batch are whole."""
+        nicknames = sorted(f'e{i}' for i in range(LIST_BATCH + 37))
+        for nickname in nicknames:
+            await self.db.create_address(self.entry(nickname), nickname)
+        listed = [n async for n, _ in self.db.read_all_addresses()]
+        self.assertEqual(listed, nicknames)
+        paged = [n async for n, _ in
+                 self.db.read_addresses(nicknames[10], LIST_BATCH + 5)]
+        self.assertEqual(paged, nicknames[11:LIST_BATCH + 16])
+        self.assertEqual(await self.db.count_addresses(), len(nicknames))
+
+    async def test_count(self) -> None:
+        """`count_addresses()` follows creates and deletes."""
+        self.assertEqual(await self.db.count_addresses(), 0)
+        ids = [await self.db.create_address(a) for a in self.suite.values()]
+        self.assertEqual(await self.db.count_addresses(), len(ids))
+        await self.db.delete_address(ids[0])
+        self.assertEqual(await self.db.count_addresses(), len(ids) - 1)
+        await self.db.ping()
+
+    async def test_numbers_and_text_round_trip_exactly(self) -> None:
+        """Extreme numbers and any Unicode text come back as stored."""
+        doc: dict[str, Any] = {
+            'full_name': 'Ünïcødé ✓ 名前 😀 "quoted" \\ back\nslash',
+            'phone_numbers': [
+                {'kind': 'home', 'country_code': 1e300,
+                 'local_number': 9007199254740991},
+                {'kind': 'work', 'country_code': 1e-7,
+                 'area_code': 100.0, 'local_number': -1.5},
+                {'kind': 'work', 'country_code': 1e16,
+                 'local_number': 5e15},
+                {'kind': 'home', 'country_code': 0,
+                 'local_number': 123456789.125},
+            ],
+        }
+        nickname = await self.db.create_address(AddressEntry.from_api_dm(doc))
+        stored = (await self.db.read_address(nickname)).to_api_dm()
+        self.assertEqual(stored, doc)
+        for got, sent in zip(stored['phone_numbers'], doc['phone_numbers']):
+            for key, value in sent.items():
+                self.assertIs(type(got[key]), type(value), key)
+
+    async def test_open_and_close(self) -> None:
+        """The asynchronous `open()`/`close()` work as `start()`/`stop()`."""
+        nickname = await self.db.create_address(self.entry())
+        await self.db.close()
+        await self.db.open()
+        self.assertEqual(await self.db.read_address(nickname), self.entry())
+
+
+class SynchronousStartContract(AddressBookDBContract):
+    """Engines that keep the tutorial's synchronous `start()`/`stop()`."""
+
     async def test_usable_after_stop_and_start(self) -> None:
         """An engine that was stopped and started again keeps its entries."""
         nickname = await self.db.create_address(self.entry())
@@ -187,7 +305,7 @@ class AddressBookDBContract(_ContractBase):
 
 
 class InMemoryAddressBookDBTest(
-    AddressBookDBContract, unittest.IsolatedAsyncioTestCase
+    SynchronousStartContract, unittest.IsolatedAsyncioTestCase
 ):
     def make_db(self) -> AbstractAddressBookDB:
         return InMemoryAddressBookDB()
@@ -200,7 +318,7 @@ class InMemoryAddressBookDBTest(
 
 
 class FilesystemAddressBookDBTest(
-    AddressBookDBContract, unittest.IsolatedAsyncioTestCase
+    SynchronousStartContract, unittest.IsolatedAsyncioTestCase
 ):
     def make_db(self) -> AbstractAddressBookDB:
         self.store = self.enterContext(tempfile.TemporaryDirectory())
@@ -210,15 +328,28 @@ class FilesystemAddressBookDBTest(
         return sorted(os.listdir(self.store))
 
     async def test_one_strict_json_file_per_entry(self) -> None:
-        """Each entry is <nickname>.json holding its API form; no leftovers."""
+        """Each entry is <nickname>.json holding its version and API form;
+        no leftovers."""
         await self.db.create_address(self.suite['namo'], 'namo')
         await self.db.update_address('namo', self.suite['raga'])
         self.assertEqual(self.files(), ['namo.json'])
         with open(os.path.join(self.store, 'namo.json'),
                   encoding='utf-8') as f:
-            self.assertEqual(json.load(f), self.suite['raga'].to_api_dm())
+            self.assertEqual(json.load(f), {
+                'version': 2, 'entry': self.suite['raga'].to_api_dm()})
         await self.db.delete_address('namo')
         self.assertEqual(self.files(), [])
+
+    async def test_reads_files_of_bare_entries(self) -> None:
+        """A file holding a bare entry (the first format) is version 1, and
+        its first update is version 2."""
+        with open(os.path.join(self.store, 'old.json'), 'w') as f:
+            json.dump(self.suite['namo'].to_api_dm(), f)
+        self.assertEqual(await self.db.read_entry('old'),
+                         StoredEntry(self.suite['namo'], 1))
+        self.assertEqual(
+            await self.db.update_address('old', self.suite['raga']), 2)
+        self.assertEqual(await self.listing(), {'old': self.suite['raga']})
 
     async def test_persists_across_instances(self) -> None:
         """A new engine on the same directory sees the stored entries."""
@@ -261,7 +392,11 @@ class FilesystemAddressBookDBTest(
         """An unreadable file is logged at ERROR by name; the rest is read."""
         nickname = await self.db.create_address(self.entry())
         bad = {'truncated': '{"full_name": ', 'array': '[]', 'string': '"s"',
-               'empty-name': '{"full_name": ""}', 'nan': '{"x": NaN}'}
+               'empty-name': '{"full_name": ""}', 'nan': '{"x": NaN}',
+               'version-0': '{"version": 0, "entry": {"full_name": "x"}}',
+               'version-str': '{"version": "2", "entry": {"full_name": "x"}}',
+               'extra-key': '{"version": 2, "entry": {"full_name": "x"},'
+                            ' "more": 1}'}
         for name, content in bad.items():
             with open(os.path.join(self.store, f'{name}.json'), 'w') as f:
                 f.write(content)

@@ -422,8 +422,8 @@ class PlainHandlerLogTest(tornado.testing.AsyncHTTPTestCase):
 class BrokenDB(InMemoryAddressBookDB):
     """A store whose listing fails."""
 
-    async def read_all_addresses(
-        self,
+    async def read_addresses(
+        self, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
         raise RuntimeError('disk on fire')
         yield  # an async generator, like the others
@@ -436,9 +436,9 @@ class SlowDB(InMemoryAddressBookDB):
         await asyncio.sleep(random.uniform(0, 0.02))
         return await super().read_address(nickname)
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> None:
+    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
         await asyncio.sleep(random.uniform(0, 0.02))
-        await super().update_address(nickname, addr)
+        return await super().update_address(nickname, addr)
 
     async def delete_address(self, nickname: str) -> None:
         await asyncio.sleep(random.uniform(0, 0.02))
