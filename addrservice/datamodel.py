@@ -59,6 +59,10 @@ class _Model:
         if spec is not None:
             if spec.metadata.get('required') and _is_empty(value):
                 raise InvalidEntryError(VALUE_ERR_MSG.format(name, value))
+            if isinstance(value, str) and '\x00' in value:
+                # No text needs it, and not every store can hold it
+                # (PostgreSQL's jsonb cannot).
+                raise InvalidEntryError(f'{name} contains a NUL character')
             if 'items' in spec.metadata and value is not None:
                 value = list(value)
         super().__setattr__(name, value)

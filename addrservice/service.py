@@ -15,6 +15,7 @@ from addrservice.config import AddressBookConfig
 from addrservice.database.db_engines import create_addressbook_db
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import SchemaValidationError
+from addrservice.paging import Page, Paging
 
 # The validator's message quotes the offending value, which may be large.
 _MAX_DETAIL = 300
@@ -97,6 +98,19 @@ class AddressBookService:
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         async for nickname, addr in self.addr_db.read_all_addresses():
             yield nickname, addr.to_api_dm()
+
+    async def list_addresses(self, paging: Paging = Paging()) -> Page:
+        """The entries `paging` selects, in id order."""
+        # One more than asked for tells whether another page follows.
+        limit = None if paging.limit is None else paging.limit + 1
+        entries = {
+            nickname: addr.to_api_dm() async for nickname, addr
+            in self.addr_db.read_addresses(paging.after, limit)
+        }
+        if paging.limit is None or len(entries) <= paging.limit:
+            return Page(entries, next_after=None)
+        entries.popitem()
+        return Page(entries, next_after=next(reversed(entries)))
 
     async def _to_entry(self, value: Any) -> AddressEntry:
         if _list_items(value) > _INLINE_ITEMS:

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import traceback
+import urllib.parse
 import uuid
 from types import TracebackType
 from typing import Any, Awaitable, Mapping
@@ -17,6 +18,7 @@ from tornado.http1connection import HTTP1Connection
 from addrservice import LOGGER_NAME
 from addrservice.config import AddressBookConfig
 from addrservice.datamodel import ENTRY_ID_REGEX
+from addrservice.paging import Paging
 from addrservice.service import AddressBookService
 from addrservice.tornado.body import (
     BodyTooLargeError,
@@ -30,6 +32,8 @@ from addrservice.utils import logutils, strictjson
 ADDRESSBOOK_REGEX = r'/addresses/?'
 ADDRESSBOOK_ENTRY_REGEX = rf'/addresses/(?P<id>{ENTRY_ID_REGEX})/?'
 ADDRESSBOOK_ENTRY_URI_FORMAT_STR = r'/addresses/{id}'
+ADDRESSBOOK_URI = '/addresses'
+PAGING_PARAMS = ('limit', 'after')
 
 REQUEST_ID_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,128}\Z')
 
@@ -193,11 +197,14 @@ class AddressBookRequestHandler(BaseRequestHandler):
     SUPPORTED_METHODS = ('GET', 'HEAD', 'POST')
 
     async def get(self) -> None:
-        all_addrs = {
-            nickname: addr
-            async for nickname, addr in self.service.get_all_addresses()
-        }
-        self.write_json(all_addrs)
+        paging = Paging.from_query({
+            name: self.get_query_arguments(name, strip=False)
+            for name in PAGING_PARAMS
+        })
+        page = await self.service.list_addresses(paging)
+        if page.next_after is not None:
+            self.set_header('Link', _next_link(paging, page.next_after))
+        self.write_json(page.entries)
 
     async def head(self) -> None:
         await self.get()  # Tornado sends the headers without the body
@@ -225,6 +232,11 @@ class AddressBookEntryRequestHandler(BaseRequestHandler):
     async def delete(self, id: str) -> None:
         await self.service.delete_address(id)
         self.set_status(204)
+
+
+def _next_link(paging: Paging, after: str) -> str:
+    query = urllib.parse.urlencode({'limit': paging.limit, 'after': after})
+    return f'<{ADDRESSBOOK_URI}?{query}>; rel="next"'
 
 
 def log_function(handler: tornado.web.RequestHandler) -> None:

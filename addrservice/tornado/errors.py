@@ -10,7 +10,9 @@ from addrservice.errors import (
     AddressNotFoundError,
     InvalidEntryError,
     InvalidIdError,
+    InvalidPagingError,
     SchemaValidationError,
+    StorageUnavailableError,
 )
 from addrservice.tornado.body import (
     BodyTooLargeError,
@@ -28,11 +30,13 @@ ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
     SchemaValidationError: (400, SchemaValidationError.MESSAGE),
     InvalidEntryError: (400, 'Invalid address entry'),
     InvalidIdError: (400, 'Invalid id'),
+    InvalidPagingError: (400, 'Invalid paging parameter'),
     AddressNotFoundError: (404, None),
     AddressExistsError: (409, 'Address already exists'),
     BodyTooLargeError: (413, 'Request body too large'),
     UnsupportedEncodingError: (415, 'Unsupported Content-Encoding'),
     UnsupportedMediaTypeError: (415, 'Unsupported Media Type'),
+    StorageUnavailableError: (503, 'Storage Unavailable'),
 }
 
 

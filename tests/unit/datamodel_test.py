@@ -253,6 +253,20 @@ class RequiredFieldTest(unittest.TestCase):
             entry.full_name = None  # type: ignore[assignment]
         self.assertEqual(str(cm.exception), 'full_name has invalid value None')
 
+    def test_nul_characters_are_refused(self) -> None:
+        """A string holding U+0000 is refused, in any field, by name."""
+        with self.assertRaises(InvalidEntryError) as cm:
+            AddressEntry(full_name='Bill\x00Gates')
+        self.assertEqual(str(cm.exception),
+                         'full_name contains a NUL character')
+        with self.assertRaises(InvalidEntryError) as cm:
+            Address(**{**ADDRESS, 'locality': '\x00'})
+        self.assertEqual(str(cm.exception),
+                         'locality contains a NUL character')
+        with self.assertRaises(InvalidEntryError):
+            AddressEntry.from_api_dm({'full_name': 'x', 'emails': [
+                {'kind': 'home', 'email': 'a\x00@b.c'}]})
+
     def test_zero_is_not_empty(self) -> None:
         """A required number may be 0; only None and '' count as empty."""
         phone = Phone(kind=AddressType.home, country_code=0, local_number=0)
@@ -380,7 +394,8 @@ class ApiFormTest(unittest.TestCase):
 
 
 def _no_empty_required(entry: Any) -> bool:
-    """True if no required field is '' (the schema allows it; we do not)."""
+    """True if no required field is '' and no string holds a NUL (the
+    schema allows both; we do not)."""
     documents = [(entry, 'addressEntry')] + [
         (item, definition)
         for name, definition in LIST_ITEMS.items()
@@ -390,6 +405,9 @@ def _no_empty_required(entry: Any) -> bool:
         document[key] != ''
         for document, definition in documents
         for key in DEFINITIONS[definition]['required']
+    ) and not any(
+        isinstance(value, str) and '\x00' in value
+        for document, _ in documents for value in document.values()
     )
 
 

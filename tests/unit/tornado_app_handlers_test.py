@@ -17,7 +17,9 @@ import tornado.testing
 import tornado.web
 
 from addrservice.database.addressbook_db import InMemoryAddressBookDB
+from addrservice.database.base import StoredEntry
 from addrservice.datamodel import AddressEntry
+from addrservice.errors import StorageUnavailableError
 from addrservice.tornado.app import log_function
 from tests.support import (
     AddressServiceTornadoAppTestSetup,
@@ -225,6 +227,18 @@ class CanonicalLogTests(AddressServiceTornadoAppTestSetup):
         levels = [rec.levelname for rec in logs.records]
         self.assertEqual(levels, ['DEBUG', 'ERROR'])
 
+    def test_unreachable_store_is_503(self) -> None:
+        """A store that cannot be reached is a 503 saying so, at ERROR."""
+        self.service.addr_db = UnreachableDB()
+        with LogCapture() as logs:
+            r = self.fetch('/addresses/someone')
+        body = self.assert_error(r, 503, 'Storage Unavailable')
+        self.assertEqual(body['detail'], 'connection to the database lost')
+        [line] = self.response_lines(logs)
+        self.assertEqual((line['status'], line['reason']),
+                         ('503', 'Storage Unavailable'))
+        self.assertEqual(logs.records[-1].levelname, 'ERROR')
+
 
 class RequestFramingTests(AddressServiceTornadoAppTestSetup):
     """Broken framing or encoding gets one JSON 4xx, and a log line."""
@@ -427,6 +441,13 @@ class BrokenDB(InMemoryAddressBookDB):
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
         raise RuntimeError('disk on fire')
         yield  # an async generator, like the others
+
+
+class UnreachableDB(InMemoryAddressBookDB):
+    """A store whose database has gone away."""
+
+    async def read_entry(self, nickname: str) -> StoredEntry:
+        raise StorageUnavailableError('connection to the database lost')
 
 
 class SlowDB(InMemoryAddressBookDB):

@@ -1,0 +1,59 @@
+"""Reading a listing a page at a time: `?limit=N&after=ID`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping, Sequence
+
+from addrservice.datamodel import ENTRY_ID_REGEX
+from addrservice.errors import InvalidPagingError
+
+MAX_LIMIT = 1000
+
+_LIMIT = re.compile(r'[0-9]{1,9}\Z')
+_AFTER = re.compile(ENTRY_ID_REGEX + r'\Z')
+
+
+@dataclasses.dataclass(frozen=True)
+class Paging:
+    """At most `limit` entries (all if None), in id order, after the id
+    `after` (from the first if None)."""
+
+    limit: int | None = None
+    after: str | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, Sequence[str]]) -> Paging:
+        """From query parameters, each with all its values as given;
+        `InvalidPagingError` names the first one that cannot be used."""
+        limit = _one(query, 'limit')
+        after = _one(query, 'after')
+        if limit is not None and not _valid_limit(limit):
+            raise InvalidPagingError(
+                f'limit must be an integer from 1 to {MAX_LIMIT}, '
+                f'not {limit!r}')
+        if after is not None and not _AFTER.match(after):
+            raise InvalidPagingError(
+                f'after must be an entry id, not {after!r}')
+        return cls(None if limit is None else int(limit), after)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """A page of a listing: entries in id order, and the id to read the
+    next page after, if more remain."""
+
+    entries: dict[str, dict[str, Any]]
+    next_after: str | None
+
+
+def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = query.get(name, ())
+    if len(values) > 1:
+        raise InvalidPagingError(f'{name} given more than once')
+    return values[0] if values else None
+
+
+def _valid_limit(text: str) -> bool:
+    return bool(_LIMIT.match(text)) and 1 <= int(text) <= MAX_LIMIT
