@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import uuid
 from abc import ABCMeta, abstractmethod
 from typing import AsyncIterator
 
+from addrservice import LOGGER_NAME
 from addrservice.datamodel import ENTRY_ID_REGEX, AddressEntry
 from addrservice.errors import AddressNotFoundError, InvalidIdError
+from addrservice.utils import logutils
 
 NICKNAME_PATTERN = re.compile(ENTRY_ID_REGEX + r'\Z')
 
@@ -41,6 +44,10 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
     `close()`; the others need only the tutorial's `start()` and `stop()`,
     which those two call by default.
     """
+
+    #: True if the entries live in this process alone, so that several
+    #: server processes would each see a store of their own.
+    process_local = False
 
     def start(self) -> None:
         """Acquire what the engine needs before serving."""
@@ -115,3 +122,12 @@ def existing_nickname(nickname: str) -> str:
     if not isinstance(nickname, str) or not NICKNAME_PATTERN.match(nickname):
         raise AddressNotFoundError(nickname)
     return nickname
+
+
+def log_unreadable(where: str, error: Exception) -> None:
+    """Log at ERROR a stored entry that a listing skips because it cannot
+    be read; `where` names it (its file, or its database and id)."""
+    logutils.log(
+        logging.getLogger(LOGGER_NAME), logging.ERROR,
+        message='UNREADABLE ENTRY', file=where, error=str(error),
+    )

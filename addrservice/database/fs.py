@@ -18,18 +18,17 @@ thread, which makes each check-then-write atomic within this process.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, TypeVar
 
-from addrservice import LOGGER_NAME
 from addrservice.database.base import (
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
     StoredEntry,
     existing_nickname,
+    log_unreadable,
     new_nickname,
 )
 from addrservice.datamodel import AddressEntry
@@ -38,7 +37,7 @@ from addrservice.errors import (
     AddressNotFoundError,
     CorruptEntryError,
 )
-from addrservice.utils import logutils, strictjson
+from addrservice.utils import strictjson
 
 _T = TypeVar('_T')
 
@@ -170,7 +169,7 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             except AddressNotFoundError:
                 pass  # deleted since it was listed
             except (OSError, CorruptEntryError) as e:
-                _log_unreadable(path, e)
+                log_unreadable(path, e)
         return pairs
 
     async def _in_writer(
@@ -231,10 +230,3 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _log_unreadable(path: str, error: Exception) -> None:
-    logutils.log(
-        logging.getLogger(LOGGER_NAME), logging.ERROR,
-        message='UNREADABLE ENTRY', file=path, error=str(error),
-    )
