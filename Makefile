@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 PORT ?= 8080
-CONFIG ?= configs/addressbook-local.yaml
+CONFIG ?= configs/addressbook-sqlite.yaml
 
 .PHONY: run test lint typecheck unit coverage clean
 

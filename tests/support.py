@@ -54,6 +54,10 @@ def fs_config(store_dir: str) -> dict[str, Any]:
     return {**TEST_CONFIG, 'addr-db': {'fs': store_dir}}
 
 
+def sqlite_config(path: str) -> dict[str, Any]:
+    return {**TEST_CONFIG, 'addr-db': {'sqlite': path}}
+
+
 _LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?:\s+|$)')
 
 
@@ -142,9 +146,15 @@ class AddressServiceTornadoAppTestSetup(tornado.testing.AsyncHTTPTestCase):
             config=self.make_config(), debug=self.serve_traceback,
             logger=logger,
         )
-        self.service.start()
-        self.addCleanup(self.service.stop)
+        # Opened as the server opens it, so that engines that connect
+        # asynchronously are tested too.
+        self.io_loop.run_sync(self.service.open)
         return app
+
+    def tearDown(self) -> None:
+        # Before the loop closes: closing the store may need it.
+        self.io_loop.run_sync(self.service.close)
+        super().tearDown()
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return http_server_options(self.service.config)
@@ -231,6 +241,7 @@ __all__ = [
     'fs_config',
     'memory_config',
     'parse_logfmt',
+    'sqlite_config',
     'temporary_store',
     'ticks_while',
 ]

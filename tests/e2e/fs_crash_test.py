@@ -8,7 +8,6 @@ checks that the store holds exactly what was acknowledged.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -17,6 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
+from typing import Any
 
 from addrservice.database.fs import FilesystemAddressBookDB
 from addrservice.datamodel import AddressEntry
@@ -68,17 +68,25 @@ class Journal:
         return allowed
 
 
+def stored_document(path: str) -> dict[str, Any]:
+    """The entry a file holds, checked to be whole and as written."""
+    with open(path, 'rb') as f:
+        stored = strictjson.loads(f.read())
+    if set(stored) != {'version', 'entry'} or stored['version'] < 1:
+        raise AssertionError(f'{path} is not a versioned entry')
+    document: dict[str, Any] = stored['entry']
+    if AddressEntry.from_api_dm(document).to_api_dm() != document:
+        raise AssertionError(f'{path} is not an entry as written')
+    return document
+
+
 def stored_hashes(store: str) -> dict[str, str]:
     """Hash of every `*.json` file, each parsed as a valid entry."""
-    hashes = {}
-    for name in os.listdir(store):
-        if name.endswith('.json'):
-            with open(os.path.join(store, name), 'rb') as f:
-                document = strictjson.loads(f.read())
-            if AddressEntry.from_api_dm(document).to_api_dm() != document:
-                raise AssertionError(f'{name} is not an entry as written')
-            hashes[name[:-len('.json')]] = canonical_sha(document)
-    return hashes
+    return {
+        name[:-len('.json')]:
+            canonical_sha(stored_document(os.path.join(store, name)))
+        for name in os.listdir(store) if name.endswith('.json')
+    }
 
 
 def plant_temp_file(store: str, nickname: str) -> None:
@@ -201,9 +209,9 @@ class FilesystemRaceTest(WorkerTestCase):
         self.assertEqual(
             sorted(r for r in results if r[0] != 'WON'),
             [['LOST', 'AddressExistsError']] * (RACERS - 1))
-        with open(os.path.join(store, nickname + '.json'), 'rb') as f:
-            self.assertEqual(canonical_sha(json.loads(f.read())),
-                             winners[0][1])
+        path = os.path.join(store, nickname + '.json')
+        self.assertEqual(canonical_sha(stored_document(path)),
+                         winners[0][1])
         self.assertEqual(
             [n for n in os.listdir(store) if n.startswith('.')], [])
 

@@ -13,9 +13,17 @@ from addrservice.errors import (
     InvalidEntryError,
     SchemaValidationError,
 )
+from addrservice.paging import Paging
 from addrservice.service import AddressBookService
 from data import address_data_suite
-from tests.support import fs_config, memory_config, ticks_while
+from tests.pg import fresh_schema, pg_config
+from tests.support import (
+    TEST_CONFIG,
+    fs_config,
+    memory_config,
+    sqlite_config,
+    ticks_while,
+)
 
 
 if TYPE_CHECKING:
@@ -33,11 +41,11 @@ class AddressBookServiceContract(_ContractBase):
     async def asyncSetUp(self) -> None:
         self.service = AddressBookService(
             self.make_config(), logging.getLogger(LOGGER_NAME))
-        self.service.start()
+        await self.service.open()
         self.docs = address_data_suite()
 
     async def asyncTearDown(self) -> None:
-        self.service.stop()
+        await self.service.close()
 
     async def listing(self) -> dict[str, Any]:
         return {i: a async for i, a in self.service.get_all_addresses()}
@@ -118,6 +126,29 @@ class AddressBookServiceContract(_ContractBase):
         self.assertEqual(caught.exception.detail,
                          "1 is not of type 'object'")
 
+    async def test_list_addresses_pages(self) -> None:
+        """list_addresses gives a page in id order and where the next one
+        starts, or None after the last."""
+        ids = sorted([await self.service.create_address(d)
+                      for d in self.docs.values()])
+        self.assertGreaterEqual(len(ids), 2)
+        page = await self.service.list_addresses(Paging(limit=1))
+        self.assertEqual(list(page.entries), ids[:1])
+        self.assertEqual(page.next_after, ids[0])
+        page = await self.service.list_addresses(
+            Paging(limit=len(ids), after=ids[0]))
+        self.assertEqual(list(page.entries), ids[1:])
+        self.assertIsNone(page.next_after)
+        page = await self.service.list_addresses()
+        self.assertEqual(page.entries, await self.listing())
+        self.assertEqual(list(page.entries), ids)
+
+    async def test_nul_characters_are_refused(self) -> None:
+        """An entry with a NUL character is refused before it is stored."""
+        with self.assertRaises(InvalidEntryError):
+            await self.service.create_address({'full_name': 'a\x00b'})
+        self.assertEqual(await self.listing(), {})
+
     async def test_long_detail_is_shortened(self) -> None:
         """The validator's message about a huge value is cut to 300 chars."""
         with self.assertRaises(SchemaValidationError) as caught:
@@ -138,6 +169,21 @@ class FilesystemServiceTest(
 ):
     def make_config(self) -> dict[str, Any]:
         return fs_config(self.enterContext(tempfile.TemporaryDirectory()))
+
+
+class SqliteServiceTest(
+    AddressBookServiceContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_config(self) -> dict[str, Any]:
+        store = self.enterContext(tempfile.TemporaryDirectory())
+        return sqlite_config(f'{store}/addressbook.sqlite3')
+
+
+class PostgresServiceTest(
+    AddressBookServiceContract, unittest.IsolatedAsyncioTestCase
+):
+    def make_config(self) -> dict[str, Any]:
+        return {**TEST_CONFIG, 'addr-db': pg_config(fresh_schema(self))}
 
 
 if __name__ == '__main__':

@@ -8,10 +8,13 @@ import tempfile
 import unittest
 from typing import Any
 
+from tests.pg import fresh_schema, pg_config
 from tests.support import (
+    TEST_CONFIG,
     AddressServiceTornadoAppTestSetup,
     fs_config,
     memory_config,
+    sqlite_config,
 )
 
 LIMIT = 1024 * 1024
@@ -201,6 +204,92 @@ class AddressBookEndpointsContract(AddressServiceTornadoAppTestSetup):
                     self.assertEqual(self.json_of(r)['code'], 404)
         self.assertEqual(len(self.assert_store_intact()), 1)
 
+    def create_named(self, count: int) -> list[str]:
+        """POST `count` entries; their ids in id order."""
+        return sorted(self.create({'full_name': f'n{i}'})
+                      for i in range(count))
+
+    def test_listing_is_in_id_order(self) -> None:
+        """GET /addresses lists every entry, ordered by id."""
+        ids = self.create_named(6)
+        r = self.fetch('/addresses')
+        self.assertEqual(list(self.json_of(r)), ids)
+        self.assertNotIn('Link', r.headers)
+
+    def test_paging_follows_next_links(self) -> None:
+        """?limit=N pages in id order; Link rel=next leads to the rest."""
+        ids = self.create_named(5)
+        r = self.fetch('/addresses?limit=2')
+        self.assertEqual(list(self.json_of(r)), ids[:2])
+        self.assertEqual(r.headers['Link'],
+                         f'</addresses?limit=2&after={ids[1]}>; rel="next"')
+        seen, pages, path = [], 0, '/addresses?limit=2'
+        while True:
+            r = self.fetch(path)
+            self.assertEqual(r.code, 200)
+            seen += list(self.json_of(r))
+            pages += 1
+            if 'Link' not in r.headers:
+                break
+            path = r.headers['Link'].split('>')[0][1:]
+        self.assertEqual((seen, pages), (ids, 3))
+
+    def test_last_full_page_has_no_link(self) -> None:
+        """A page that ends the listing exactly carries no next link."""
+        ids = self.create_named(4)
+        r = self.fetch(f'/addresses?limit=2&after={ids[1]}')
+        self.assertEqual(list(self.json_of(r)), ids[2:])
+        self.assertNotIn('Link', r.headers)
+        r = self.fetch(f'/addresses?limit=5&after={ids[3]}')
+        self.assertEqual(self.json_of(r), {})
+        self.assertNotIn('Link', r.headers)
+
+    def test_page_bodies_are_the_entries(self) -> None:
+        """A page maps each id to its entry; after alone lists the rest;
+        HEAD carries the same Link."""
+        first = self.create(self.addr0)
+        second = self.create(self.addr1)
+        ids = sorted([first, second])
+        entries = {first: self.addr0, second: self.addr1}
+        r = self.fetch('/addresses?limit=1')
+        self.assertEqual(self.json_of(r), {ids[0]: entries[ids[0]]})
+        r = self.fetch(f'/addresses?after={ids[0]}')
+        self.assertEqual(self.json_of(r), {ids[1]: entries[ids[1]]})
+        self.assertNotIn('Link', r.headers)
+        r = self.fetch('/addresses?limit=1', method='HEAD')
+        self.assertEqual((r.code, r.body), (200, b''))
+        self.assertEqual(r.headers['Link'],
+                         f'</addresses?limit=1&after={ids[0]}>; rel="next"')
+
+    def test_bad_paging_parameters(self) -> None:
+        """A limit or after that cannot be used is a 400 saying which."""
+        self.create(self.addr0)
+        cases = {
+            'limit=0': "limit must be an integer from 1 to 1000, not '0'",
+            'limit=1001':
+                "limit must be an integer from 1 to 1000, not '1001'",
+            'limit=-1': "limit must be an integer from 1 to 1000, not '-1'",
+            'limit=abc':
+                "limit must be an integer from 1 to 1000, not 'abc'",
+            'limit=': "limit must be an integer from 1 to 1000, not ''",
+            'limit=1.5':
+                "limit must be an integer from 1 to 1000, not '1.5'",
+            'limit=%201':
+                "limit must be an integer from 1 to 1000, not ' 1'",
+            'limit=99999999999999999999': 'limit must be an integer from '
+                "1 to 1000, not '99999999999999999999'",
+            'limit=1&limit=2': 'limit given more than once',
+            'after=a%2Fb': "after must be an entry id, not 'a/b'",
+            'after=': "after must be an entry id, not ''",
+            'limit=2&after=x&after=y': 'after given more than once',
+        }
+        for query, detail in cases.items():
+            with self.subTest(query=query):
+                r = self.fetch(f'/addresses?{query}')
+                body = self.assert_error(r, 400, 'Invalid paging parameter')
+                self.assertEqual(body['detail'], detail)
+        self.assertEqual(len(self.assert_store_intact()), 1)
+
 
 class InMemoryEndpointsTest(AddressBookEndpointsContract):
     def make_config(self) -> dict[str, Any]:
@@ -210,6 +299,19 @@ class InMemoryEndpointsTest(AddressBookEndpointsContract):
 class FilesystemEndpointsTest(AddressBookEndpointsContract):
     def make_config(self) -> dict[str, Any]:
         return fs_config(self.enterContext(tempfile.TemporaryDirectory()))
+
+
+class SqliteEndpointsTest(AddressBookEndpointsContract):
+    def make_config(self) -> dict[str, Any]:
+        store = self.enterContext(tempfile.TemporaryDirectory())
+        return sqlite_config(f'{store}/addressbook.sqlite3')
+
+
+class PostgresEndpointsTest(
+    AddressBookEndpointsContract
+):
+    def make_config(self) -> dict[str, Any]:
+        return {**TEST_CONFIG, 'addr-db': pg_config(fresh_schema(self))}
 
 
 del AddressBookEndpointsContract  # run only through the engine subclasses

@@ -11,8 +11,12 @@ from addrservice.database.base import AbstractAddressBookDB
 from addrservice.database.db_engines import create_addressbook_db
 from addrservice.database.fs import FilesystemAddressBookDB
 from addrservice.database.memory import InMemoryAddressBookDB
+from addrservice.database.postgres import PostgresAddressBookDB
+from addrservice.database.sqlite import SqliteAddressBookDB
 
-ONE_ENGINE = "Config 'addr-db' must name exactly one engine of: memory, fs"
+SUPPORTED = 'memory, fs, sqlite, postgres'
+ONE_ENGINE = f"Config 'addr-db' must name exactly one engine of: {SUPPORTED}"
+DSN = 'postgresql://postgres@127.0.0.1:5432/test'
 
 
 class CreateAddressBookDBTest(unittest.TestCase):
@@ -56,13 +60,10 @@ class CreateAddressBookDBTest(unittest.TestCase):
     def test_unknown_engine(self) -> None:
         """An unknown engine is refused, naming the supported ones."""
         with self.assertRaises(ValueError) as cm:
-            create_addressbook_db({'sqlite': 'book.db'})
-        message = str(cm.exception)
+            create_addressbook_db({'mongodb': 'book'})
         self.assertEqual(
-            message,
-            "Unknown addr-db engine 'sqlite'; supported: memory, fs")
-        self.assertIn('memory', message)
-        self.assertIn('fs', message)
+            str(cm.exception),
+            f"Unknown addr-db engine 'mongodb'; supported: {SUPPORTED}")
 
     def test_not_exactly_one_engine(self) -> None:
         """Two engines, none, or a section not a mapping are refused."""
@@ -90,6 +91,62 @@ class CreateAddressBookDBTest(unittest.TestCase):
                     str(cm.exception),
                     f"Config 'addr-db.fs' must be a directory path, "
                     f"not {setting!r}")
+
+    def test_sqlite(self) -> None:
+        """{sqlite: FILE} gives the SQLite engine; FILE must be a path."""
+        path = os.path.join(self.tmp, 'book.sqlite3')
+        self.assertIsInstance(create_addressbook_db({'sqlite': path}),
+                              SqliteAddressBookDB)
+        for setting in (123, None, ''):
+            with self.subTest(setting=setting):
+                with self.assertRaises(ValueError) as cm:
+                    create_addressbook_db({'sqlite': setting})
+                self.assertEqual(
+                    str(cm.exception),
+                    f"Config 'addr-db.sqlite' must be a file path, "
+                    f"not {setting!r}")
+
+    def test_postgres(self) -> None:
+        """{postgres: {dsn: ...}} gives the PostgreSQL engine; nothing
+        connects until it is opened."""
+        db = create_addressbook_db({'postgres': {'dsn': DSN}})
+        self.assertIsInstance(db, PostgresAddressBookDB)
+        db = create_addressbook_db({'postgres': {
+            'dsn': DSN, 'min_size': 0, 'max_size': 1, 'schema': 'x'}})
+        self.assertIsInstance(db, PostgresAddressBookDB)
+
+    def test_postgres_settings_are_checked(self) -> None:
+        """Each unusable postgres setting is refused, by its key."""
+        key = "Config 'addr-db.postgres"
+        cases: dict[str, tuple[Any, str]] = {
+            'not a mapping': (DSN, f"{key}' must be a mapping with a 'dsn', "
+                                   f'not {DSN!r}'),
+            'no dsn': ({}, f"{key}.dsn' is missing, and has no default."),
+            'empty dsn': ({'dsn': ''}, f"{key}.dsn' must be a non-empty "
+                                       "string, not ''"),
+            'unknown key': ({'dsn': DSN, 'pool': 3, 'host': 'h'},
+                            f"{key}' has unknown key(s): host, pool"),
+            'min_size < 0': ({'dsn': DSN, 'min_size': -1},
+                             f"{key}.min_size' must be an integer of at "
+                             'least 0, not -1'),
+            'max_size < min_size': (
+                {'dsn': DSN, 'min_size': 5, 'max_size': 4},
+                f"{key}.max_size' must be an integer of at least 5, not 4"),
+            'max_size 0': ({'dsn': DSN, 'min_size': 0, 'max_size': 0},
+                           f"{key}.max_size' must be an integer of at "
+                           'least 1, not 0'),
+            'max_size a string': ({'dsn': DSN, 'max_size': '4'},
+                                  f"{key}.max_size' must be an integer of "
+                                  "at least 1, not '4'"),
+            'schema a number': ({'dsn': DSN, 'schema': 7},
+                                f"{key}.schema' must be a non-empty "
+                                'string, not 7'),
+        }
+        for case, (setting, message) in cases.items():
+            with self.subTest(case):
+                with self.assertRaises(ValueError) as cm:
+                    create_addressbook_db({'postgres': setting})
+                self.assertEqual(str(cm.exception), message)
 
     def test_fs_path_that_is_a_file(self) -> None:
         """fs naming an existing file rather than a directory is refused."""
