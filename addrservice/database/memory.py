@@ -22,6 +22,8 @@ class InMemoryAddressBookDB(AbstractAddressBookDB):
     other request can interleave with it.
     """
 
+    process_local = True
+
     def __init__(self) -> None:
         self.db: dict[str, AddressEntry] = {}
         self._versions: dict[str, int] = {}

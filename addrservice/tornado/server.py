@@ -2,14 +2,47 @@
 
     python3 addrservice/tornado/server.py --port 8080 \\
         --config ./configs/addressbook-local.yaml --debug
+
+With `--workers N` (N > 1), the process forks N workers that serve the
+same port. Each worker opens its own connection to the store (none can be
+shared across a fork), then binds the port with `SO_REUSEPORT`, so that
+the kernel spreads new connections among the workers (Linux balances
+them; BSD and macOS give every connection to one worker). The first
+process stays as their supervisor:
+
+- Before forking, it opens and closes the store once, so that a database
+  that cannot be reached gives one error, and a schema is created or
+  migrated once, not by N processes at the same time.
+- It forwards SIGINT and SIGTERM to the workers, waits for them, and
+  exits 0 when every worker exited 0.
+- A worker that fails, at start-up or later, is not restarted: the
+  supervisor logs it, stops the other workers, and exits non-zero with
+  one line (the worker's own error when it gave one). A service running
+  with fewer workers than asked for, or one that restarts a worker that
+  crashes every time, would hide the fault.
+- A worker whose supervisor is gone (killed with SIGKILL) stops by itself.
+
+Every process of the group writes to the same log handlers. Size-based
+rotation (`RotatingFileHandler`) is done by each process on its own and
+does not work with several workers; rotate the file from outside and use
+`logging.handlers.WatchedFileHandler`, or log to the console. Adding
+`%(process)d` to a format shows which worker wrote each line.
+
+Any process of the same user that binds the port with `SO_REUSEPORT`
+joins the group: a second server started with `--workers` on the same
+port shares the connections with the first instead of failing with
+"Address already in use".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import logging.config
+import os
+import select
 import signal
 import sys
 from typing import Any, Sequence
@@ -18,9 +51,21 @@ import tornado.httpserver
 
 from addrservice import LOGGER_NAME
 from addrservice.config import AddressBookConfig, ConfigError, load_config
+from addrservice.database.base import AbstractAddressBookDB
+from addrservice.database.db_engines import create_addressbook_db
 from addrservice.errors import StorageUnavailableError
 from addrservice.tornado.app import make_addrservice_app
 from addrservice.utils import logutils
+
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+class WorkerFailedError(Exception):
+    """A worker exited with a non-zero status; `str()` says why."""
+
+
+_STARTUP_ERRORS = (ConfigError, OSError, ValueError, StorageUnavailableError,
+                   WorkerFailedError)
 
 
 def parse_args(args: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,13 +85,63 @@ def parse_args(args: Sequence[str] | None = None) -> argparse.Namespace:
         '--address', default='localhost',
         help='address to bind; "" or 0.0.0.0 for all interfaces; '
         'default: %(default)s')
-    return parser.parse_args(args)
+    parser.add_argument(
+        '--workers', type=_at_least_one, default=1, metavar='N',
+        help='number of server processes sharing the port; '
+        'default: %(default)s')
+    options = parser.parse_args(args)
+    if options.workers > 1 and options.port == 0:
+        parser.error(f'--workers {options.workers} needs a fixed --port: '
+                     'with port 0 each worker would get a port of its own')
+    return options
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'not an integer: {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    """One of several server processes, as the worker itself sees it.
+
+    `number` is 1 to N. `lifeline` is the read end of a pipe that reaches
+    end-of-file when the supervisor is gone; `reports` the write end of
+    one on which the worker tells the supervisor why it failed.
+    """
+
+    number: int
+    lifeline: int
+    reports: int
+
+    def report(self, message: str) -> None:
+        """Send one line to the supervisor, whole (up to PIPE_BUF bytes),
+        or to stderr if the supervisor is gone."""
+        line = message.replace('\n', ' ').encode()[:select.PIPE_BUF - 1]
+        try:
+            os.write(self.reports, line + b'\n')
+        except BrokenPipeError:
+            print(f'addrservice: {message}', file=sys.stderr)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {'worker': self.number, 'pid': os.getpid()}
 
 
 async def run_server(
-    config: AddressBookConfig, port: int, address: str, debug: bool
+    config: AddressBookConfig, port: int, address: str, debug: bool,
+    worker: Worker | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    """Serve until SIGINT or SIGTERM, then shut down cleanly.
+
+    As one of several `worker`s, bind the port with `SO_REUSEPORT`, name
+    the worker in the log lines, and stop too when the supervisor is gone.
+    """
     loop = asyncio.get_running_loop()
     loop.set_task_factory(logutils.task_factory)
     logger = logging.getLogger(LOGGER_NAME)
@@ -57,26 +152,28 @@ async def run_server(
     http_server = tornado.httpserver.HTTPServer(
         app, **http_server_options(config)
     )
+    fields: dict[str, Any] = {} if worker is None else worker.log_fields()
     try:
-        _listen(http_server, port, address)
+        _listen(http_server, port, address, reuse_port=worker is not None)
         logutils.log(logger, logging.INFO, message='STARTING',
-                     service_name=config.service_name, port=port)
-        await _until_signalled(loop)
+                     service_name=config.service_name, port=port, **fields)
+        await _until_signalled(loop, worker, logger)
         logutils.log(logger, logging.INFO, message='SHUTTING DOWN',
-                     service_name=config.service_name)
+                     service_name=config.service_name, **fields)
         http_server.stop()
         await http_server.close_all_connections()
     finally:
         await service.close()
     logutils.log(logger, logging.INFO, message='STOPPED',
-                 service_name=config.service_name)
+                 service_name=config.service_name, **fields)
 
 
 def _listen(
-    http_server: tornado.httpserver.HTTPServer, port: int, address: str
+    http_server: tornado.httpserver.HTTPServer, port: int, address: str,
+    reuse_port: bool = False,
 ) -> None:
     try:
-        http_server.listen(port, address)
+        http_server.listen(port, address, reuse_port=reuse_port)
     except OSError as e:
         raise OSError(f'cannot listen on {address or "*"}:{port}: '
                       f'{e.strerror or e}') from None
@@ -94,25 +191,185 @@ def http_server_options(config: AddressBookConfig) -> dict[str, Any]:
     )
 
 
-async def _until_signalled(loop: asyncio.AbstractEventLoop) -> None:
+async def _until_signalled(
+    loop: asyncio.AbstractEventLoop, worker: Worker | None,
+    logger: logging.Logger,
+) -> None:
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    if worker is not None:
+        _stop_when_supervisor_gone(loop, worker, stop, logger)
+        # Held back since the fork, so that a signal sent while this
+        # worker was starting is not lost; it is delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     await stop.wait()
+    if worker is not None:
+        # Ctrl-C reaches every process of the group and the supervisor
+        # forwards it too: a second signal must not kill this worker once
+        # the loop has put the default handlers back.
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _stop_when_supervisor_gone(
+    loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event,
+    logger: logging.Logger,
+) -> None:
+    def on_end_of_file() -> None:
+        loop.remove_reader(worker.lifeline)
+        logutils.log(logger, logging.WARNING, message='SUPERVISOR GONE',
+                     **worker.log_fields())
+        stop.set()
+
+    # Nothing is ever written to the lifeline: it is readable only at
+    # end-of-file, when every copy of its write end is closed.
+    loop.add_reader(worker.lifeline, on_end_of_file)
+
+
+class Supervisor:
+    """Forks the workers, forwards SIGINT and SIGTERM to them, waits.
+
+    The first worker to exit with a non-zero status makes the supervisor
+    stop the others (SIGTERM) and fail with `WorkerFailedError`.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._live: dict[int, int] = {}  # pid -> worker number
+        self._lifeline_r, self._lifeline_w = os.pipe()
+        self._reports_r, self._reports_w = os.pipe()
+
+    def fork(self, count: int) -> Worker | None:
+        """Fork `count` workers; in each, its `Worker`; here, None."""
+        # Blocked until each process has its handlers: a signal sent
+        # meanwhile waits instead of killing a half-started process.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        # Or the children would write out what is still buffered too.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for number in range(1, count + 1):
+            pid = os.fork()
+            if pid == 0:
+                return self._in_worker(number)
+            self._live[pid] = number
+        os.close(self._lifeline_r)
+        os.close(self._reports_w)
+        os.set_blocking(self._reports_r, False)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._forward)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        return None
+
+    def _in_worker(self, number: int) -> Worker:
+        os.close(self._lifeline_w)
+        os.close(self._reports_r)
+        self._live.clear()
+        return Worker(number, self._lifeline_r, self._reports_w)
+
+    def wait(self) -> None:
+        """Wait until every worker has exited; `WorkerFailedError` if one
+        did not exit with status 0."""
+        failure: str | None = None
+        while self._live:
+            pid, status = os.waitpid(-1, 0)
+            number = self._live.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            if number is None or code == 0 or failure is not None:
+                continue
+            failure = self._failed(number, pid, code)
+            self._signal_all(signal.SIGTERM)
+        if failure is not None:
+            raise WorkerFailedError(failure)
+
+    def _failed(self, number: int, pid: int, code: int) -> str:
+        how = (f'was killed by signal {signal.Signals(-code).name}'
+               if code < 0 else f'exited with status {code}')
+        logutils.log(self._logger, logging.ERROR, message='WORKER FAILED',
+                     worker=number, pid=pid, reason=how)
+        return self._reported() or f'worker {number} (pid {pid}) {how}'
+
+    def _reported(self) -> str:
+        """The first line a worker reported, if any."""
+        try:
+            data = os.read(self._reports_r, 65536)
+        except BlockingIOError:
+            return ''
+        return data.decode(errors='replace').split('\n', 1)[0]
+
+    def _forward(self, signum: int, frame: object) -> None:
+        self._signal_all(signum)
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in list(self._live):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # exited, not reaped yet
+                pass
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Start the server; exit non-zero with one line if it cannot."""
+    """Start the server; exit non-zero with one line if it cannot.
+
+    With `--workers` N > 1 this forks: call it only as the program's
+    entry point, as each worker leaves it through `sys.exit()`.
+    """
     options = parse_args(args)
     try:
         with options.config:
             config = load_config(options.config.read())
         if config.logging is not None:
             logging.config.dictConfig(dict(config.logging))
-        asyncio.run(run_server(config, options.port, options.address,
-                               options.debug))
-    except (ConfigError, OSError, ValueError, StorageUnavailableError) as e:
+        if options.workers == 1:
+            asyncio.run(run_server(config, options.port, options.address,
+                                   options.debug))
+        else:
+            _serve_in_workers(config, options)
+    except _STARTUP_ERRORS as e:
         sys.exit(f'addrservice: {e}')
+
+
+def _serve_in_workers(
+    config: AddressBookConfig, options: argparse.Namespace
+) -> None:
+    store = create_addressbook_db(config.addr_db)
+    _check_store_is_shared(config, store, options.workers)
+    asyncio.run(_open_and_close(store))
+    supervisor = Supervisor(logging.getLogger(LOGGER_NAME))
+    worker = supervisor.fork(options.workers)
+    if worker is None:
+        supervisor.wait()
+    else:
+        sys.exit(_run_worker(config, options, worker))
+
+
+def _check_store_is_shared(
+    config: AddressBookConfig, store: AbstractAddressBookDB, workers: int
+) -> None:
+    [engine] = config.addr_db
+    if store.process_local:
+        raise ConfigError(
+            f'--workers {workers} needs a store shared by processes; the '
+            f'{engine} engine keeps entries in each process '
+            '(use sqlite, fs or postgres)')
+
+
+async def _open_and_close(store: AbstractAddressBookDB) -> None:
+    await store.open()
+    await store.close()
+
+
+def _run_worker(
+    config: AddressBookConfig, options: argparse.Namespace, worker: Worker
+) -> int:
+    try:
+        asyncio.run(run_server(config, options.port, options.address,
+                               options.debug, worker))
+    except _STARTUP_ERRORS as e:
+        worker.report(str(e))
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
