@@ -12,12 +12,16 @@ A crash at any moment leaves the old or the new file, never a partial
 one; temporary leftovers are dot-files ending in `.tmp`, never listed.
 
 Blocking file I/O runs in threads. Mutations go through one writer
-thread, which makes each check-then-write atomic within this process.
+thread, and each holds an exclusive `flock` on the file `.lock` in the
+store while it runs, which makes each check-then-write atomic across
+processes too (the server's `--workers`): no update is lost, and no
+delete undone by an update in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +46,7 @@ from addrservice.utils import strictjson
 _T = TypeVar('_T')
 
 SUFFIX = '.json'
+LOCK_FILE = '.lock'
 
 # Files read per hop to a thread while listing.
 _LIST_BATCH = 64
@@ -117,7 +122,12 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
 
     def _replace(self, nickname: str, addr: AddressEntry) -> int:
         path = self._path(nickname)
-        version = _read_entry(nickname, path).version + 1
+        try:
+            version = _read_entry(nickname, path).version + 1
+        except CorruptEntryError as e:
+            # Its version cannot be known; the update repairs the entry.
+            log_unreadable(path, e)
+            version = 1
         temp = self._write_temp(nickname, _encode(addr, version))
         try:
             os.replace(temp, path)
@@ -181,7 +191,18 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
                 max_workers=1, thread_name_prefix='addrservice-fs-writer'
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, write, *args)
+        return await loop.run_in_executor(
+            self._writer, self._locked, write, *args)
+
+    def _locked(self, write: Callable[..., _T], *args: object) -> _T:
+        """`write(*args)` while holding the store's lock."""
+        fd = os.open(os.path.join(self._store, LOCK_FILE),
+                     os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return write(*args)
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def _writable_directory(store_dir: str) -> str:

@@ -18,7 +18,7 @@ import time
 import unittest
 from typing import Any
 
-from addrservice.database.fs import FilesystemAddressBookDB
+from addrservice.database.fs import LOCK_FILE, FilesystemAddressBookDB
 from addrservice.datamodel import AddressEntry
 from addrservice.utils import strictjson
 from tests.e2e.fs_writer import canonical_sha
@@ -213,7 +213,8 @@ class FilesystemRaceTest(WorkerTestCase):
         self.assertEqual(canonical_sha(stored_document(path)),
                          winners[0][1])
         self.assertEqual(
-            [n for n in os.listdir(store) if n.startswith('.')], [])
+            [n for n in os.listdir(store)
+             if n.startswith('.') and n != LOCK_FILE], [])
 
 
 def _read(path: str) -> str:

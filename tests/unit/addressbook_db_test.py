@@ -20,6 +20,7 @@ from addrservice.database.addressbook_db import (
     InMemoryAddressBookDB,
 )
 from addrservice.database.base import LIST_BATCH, StoredEntry
+from addrservice.database.fs import LOCK_FILE
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import (
     AddressExistsError,
@@ -325,7 +326,46 @@ class FilesystemAddressBookDBTest(
         return FilesystemAddressBookDB(self.store)
 
     def files(self) -> list[str]:
-        return sorted(os.listdir(self.store))
+        """The store's files, but for its lock file, which stays."""
+        return sorted(n for n in os.listdir(self.store) if n != LOCK_FILE)
+
+    async def test_two_stores_on_one_directory(self) -> None:
+        """Two engines on one directory, as two server processes have:
+        concurrent updates through both each get a version of their own,
+        and an update racing a delete never brings the entry back."""
+        other = FilesystemAddressBookDB(self.store)
+        self.addCleanup(other.stop)
+        nickname = await self.db.create_address(self.entry())
+        versions = await asyncio.gather(*(
+            db.update_address(nickname, self.entry(f'n{i}'))
+            for i in range(10) for db in (self.db, other)
+        ))
+        self.assertEqual(sorted(versions), list(range(2, 22)))
+        for round in range(10):
+            name = f'race{round}'
+            await self.db.create_address(self.entry(), name)
+            results = await asyncio.gather(
+                other.delete_address(name),
+                *(self.db.update_address(name, self.entry('late'))
+                  for _ in range(3)),
+                return_exceptions=True)
+            self.assertIsNone(results[0])
+            with self.assertRaises(AddressNotFoundError):
+                await self.db.read_address(name)
+
+    async def test_update_repairs_a_corrupt_entry(self) -> None:
+        """Updating an entry whose file is corrupt replaces it, at version
+        1, and logs the corrupt file."""
+        path = os.path.join(self.store, 'bad.json')
+        with open(path, 'w') as f:
+            f.write('[]')
+        with LogCapture() as logs:
+            version = await self.db.update_address('bad', self.entry())
+        self.assertEqual(version, 1)
+        self.assertEqual(await self.db.read_entry('bad'),
+                         StoredEntry(self.entry(), 1))
+        self.assertEqual([e['file'] for e in logs.fields('UNREADABLE ENTRY')],
+                         [path])
 
     async def test_one_strict_json_file_per_entry(self) -> None:
         """Each entry is <nickname>.json holding its version and API form;
