@@ -63,6 +63,7 @@ from asyncpg.exceptions import (
 from asyncpg.pool import PoolConnectionProxy
 
 from addrservice.database.base import (
+    DECODE_INLINE_BYTES,
     LIST_BATCH,
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
@@ -228,8 +229,12 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
             )
         if row is None:
             raise AddressNotFoundError(nickname)
-        return StoredEntry(self._decode(nickname, row['entry']),
-                           row['version'])
+        text = row['entry']
+        if len(text) <= DECODE_INLINE_BYTES:
+            entry = self._decode(nickname, text)
+        else:
+            entry = await asyncio.to_thread(self._decode, nickname, text)
+        return StoredEntry(entry, row['version'])
 
     async def update_address(self, nickname: str, addr: AddressEntry) -> int:
         existing_nickname(nickname)
@@ -265,9 +270,7 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         while left is None or left > 0:
             size = LIST_BATCH if left is None else min(left, LIST_BATCH)
             rows = await self._batch(bound, size)
-            # Decoding a full batch takes tens of milliseconds: not on the
-            # event loop, where it would hold up every other request.
-            for pair in await asyncio.to_thread(self._decode_rows, rows):
+            for pair in await self._decoded(rows):
                 yield pair
                 left = None if left is None else left - 1
             if len(rows) < size:
@@ -395,6 +398,13 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         except (ValueError, RecursionError) as e:
             raise CorruptEntryError(
                 f'{self._row(nickname)}: {_first_line(e)}') from None
+
+    async def _decoded(
+        self, rows: list[asyncpg.Record]
+    ) -> list[tuple[str, AddressEntry]]:
+        if sum(len(row['entry']) for row in rows) <= DECODE_INLINE_BYTES:
+            return self._decode_rows(rows)
+        return await asyncio.to_thread(self._decode_rows, rows)
 
     def _decode_rows(
         self, rows: list[asyncpg.Record]

@@ -61,6 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from addrservice.database.base import (
+    DECODE_INLINE_BYTES,
     LIST_BATCH,
     AbstractAddressBookDB,
     StoredEntry,
@@ -94,11 +95,6 @@ MIGRATIONS: tuple[str, ...] = (
     ' version INTEGER NOT NULL,'
     ' entry TEXT NOT NULL)',
 )
-
-# Decoding an entry costs about 0.15 ms per KiB of JSON. Up to this many
-# bytes are decoded on the loop; more (a page of entries, or one large
-# entry) in a thread, so that no other request waits behind them.
-DECODE_INLINE_BYTES = 16 * 1024
 
 # Entries are fetched as bytes, so that text that is not UTF-8 makes one
 # corrupt entry rather than a failed fetch of a whole page.

@@ -294,6 +294,29 @@ class AddressBookDBContract(_ContractBase):
         self.assertEqual(await self.db.read_address(nickname), self.entry())
 
 
+class DecodingEngineContract(AddressBookDBContract):
+    """Engines that decode stored JSON on the loop's thread."""
+
+    async def test_decoding_many_entries_does_not_block_the_loop(
+        self,
+    ) -> None:
+        """A long listing and a large entry are decoded off the loop."""
+        doc = self.suite['namo']
+        for i in range(1200):
+            await self.db.create_address(doc, f'n{i:04d}')
+        big = AddressEntry.from_api_dm({'full_name': 'x' * 200_000})
+        await self.db.create_address(big, 'big')
+
+        async def work() -> tuple[int, AddressEntry]:
+            listed = [n async for n, _ in self.db.read_addresses()]
+            return len(listed), await self.db.read_address('big')
+
+        (count, read), ticks = await ticks_while(work())
+        self.assertEqual((count, read), (1201, big))
+        # Inline, the whole listing would run without yielding: no ticks.
+        self.assertGreaterEqual(ticks, 3)
+
+
 class SynchronousStartContract(AddressBookDBContract):
     """Engines that keep the tutorial's synchronous `start()`/`stop()`."""
 

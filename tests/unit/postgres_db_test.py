@@ -8,9 +8,13 @@ import threading
 import traceback
 import unittest
 import urllib.parse
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from addrservice.database.base import LIST_BATCH, StoredEntry
+from addrservice.database.base import (
+    DECODE_INLINE_BYTES,
+    LIST_BATCH,
+    StoredEntry,
+)
 from addrservice.database.postgres import (
     COMMAND_TIMEOUT,
     SCHEMA_VERSION,
@@ -18,6 +22,7 @@ from addrservice.database.postgres import (
     decode_jsonb,
     dsn_location,
 )
+from addrservice.datamodel import AddressEntry
 from addrservice.errors import (
     AddressExistsError,
     CorruptEntryError,
@@ -37,7 +42,7 @@ from tests.pg import (
     require_pg,
 )
 from tests.support import LogCapture
-from tests.unit.addressbook_db_test import AddressBookDBContract
+from tests.unit.addressbook_db_test import DecodingEngineContract
 
 PASSWORD = 'hunter2-secret'
 
@@ -70,7 +75,7 @@ def with_port(dsn: str, port: int) -> str:
 
 
 class PostgresAddressBookDBTest(
-    AddressBookDBContract, unittest.IsolatedAsyncioTestCase
+    DecodingEngineContract, unittest.IsolatedAsyncioTestCase
 ):
     def make_db(self) -> PostgresAddressBookDB:
         self.schema = fresh_schema(self)
@@ -337,12 +342,23 @@ class PostgresAddressBookDBTest(
         rest = [n async for n, _ in listing]
         self.assertEqual([first[0], *rest], [*nicknames, 'z'])
 
-    async def test_listing_decodes_off_the_event_loop(self) -> None:
-        """Batches of a listing are decoded in a worker thread."""
+    async def test_large_decoding_runs_off_the_event_loop(self) -> None:
+        """Small entries are decoded on the loop; a page of many, or one
+        large entry, in a worker thread."""
         db = await self.opened(ThreadNotingDB(pg_dsn(), schema=self.schema))
         await db.create_address(self.entry(), 'one')
+        await db.read_entry('one')
         self.assertEqual([n async for n, _ in db.read_all_addresses()],
                          ['one'])
+        self.assertEqual(db.threads, {threading.main_thread()})
+        db.threads.clear()
+        big = AddressEntry(full_name='x' * (DECODE_INLINE_BYTES + 1))
+        await db.create_address(big, 'big')
+        self.assertEqual(await db.read_address('big'), big)
+        self.assertEqual(len(db.threads), 1)
+        self.assertNotIn(threading.main_thread(), db.threads)
+        db.threads.clear()
+        self.assertEqual(len([n async for n, _ in db.read_addresses()]), 2)
         self.assertEqual(len(db.threads), 1)
         self.assertNotIn(threading.main_thread(), db.threads)
 
@@ -482,15 +498,15 @@ class PostgresAddressBookDBTest(
 
 
 class ThreadNotingDB(PostgresAddressBookDB):
-    """An engine that notes the threads its listings decode in."""
+    """An engine that notes the threads it decodes entries in."""
 
     def __init__(self, dsn: str, schema: str) -> None:
         super().__init__(dsn, schema=schema)
         self.threads: set[threading.Thread] = set()
 
-    def _decode_rows(self, rows: list[Any]) -> Any:
+    def _decode(self, nickname: str, text: str) -> AddressEntry:
         self.threads.add(threading.current_thread())
-        return super()._decode_rows(rows)
+        return super()._decode(nickname, text)
 
 
 class PgSupportTest(unittest.TestCase):

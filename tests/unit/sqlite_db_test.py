@@ -26,16 +26,19 @@ from addrservice.errors import (
     CorruptEntryError,
     StorageUnavailableError,
 )
-from addrservice.datamodel import AddressEntry
 from addrservice.utils import strictjson
 from tests.support import LogCapture, ticks_while
-from tests.unit.addressbook_db_test import SynchronousStartContract
+from tests.unit.addressbook_db_test import (
+    DecodingEngineContract,
+    SynchronousStartContract,
+)
 
 WRITER_THREAD = 'addrservice-sqlite-writer_0'
 
 
 class SqliteAddressBookDBTest(
-    SynchronousStartContract, unittest.IsolatedAsyncioTestCase
+    SynchronousStartContract, DecodingEngineContract,
+    unittest.IsolatedAsyncioTestCase,
 ):
     def make_db(self) -> AbstractAddressBookDB:
         self.dir = self.enterContext(tempfile.TemporaryDirectory())
@@ -127,25 +130,6 @@ class SqliteAddressBookDBTest(
             'COMMIT': {WRITER_THREAD},
         })
 
-    async def test_decoding_many_entries_does_not_block_the_loop(
-        self,
-    ) -> None:
-        """A long listing and a large entry are decoded off the loop."""
-        doc = self.suite['namo']
-        for i in range(1200):
-            await self.db.create_address(doc, f'n{i:04d}')
-        big = AddressEntry.from_api_dm({'full_name': 'x' * 200_000})
-        await self.db.create_address(big, 'big')
-
-        async def work() -> tuple[int, AddressEntry]:
-            listed = [n async for n, _ in self.db.read_addresses()]
-            return len(listed), await self.db.read_address('big')
-
-        (count, read), ticks = await ticks_while(work())
-        self.assertEqual((count, read), (1201, big))
-        # Inline, the whole listing would run without yielding: no ticks.
-        self.assertGreaterEqual(ticks, 3)
-
     async def test_a_write_waiting_for_a_lock_does_not_block_the_loop(
         self,
     ) -> None:
@@ -162,8 +146,8 @@ class SqliteAddressBookDBTest(
         self.assertGreaterEqual(time.monotonic() - started, 0.3)
         self.assertEqual(await self.db.read_entry(nickname),
                          StoredEntry(self.entry(), 1))
-        # 0.3 s of 5 ms ticks; a blocked loop would not have ticked at all.
-        self.assertGreaterEqual(ticks, 20)
+        # A blocked loop would not have ticked at all (nor committed).
+        self.assertGreaterEqual(ticks, 5)
 
     async def test_reads_do_not_wait_for_writers(self) -> None:
         """While another process holds the write lock with a change under
