@@ -38,9 +38,10 @@ def _sqlite(setting: Any) -> AbstractAddressBookDB:
 def _postgres(setting: Any) -> AbstractAddressBookDB:
     from addrservice.database.postgres import PostgresAddressBookDB
     if not isinstance(setting, Mapping):
+        # Not the value itself: a DSN given here may hold a password.
         raise ValueError(
             "Config 'addr-db.postgres' must be a mapping with a 'dsn', "
-            f'not {setting!r}'
+            f'not a {type(setting).__name__}'
         )
     unknown = sorted(set(setting) - {'dsn', 'min_size', 'max_size', 'schema'})
     if unknown:

@@ -51,6 +51,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import urllib.parse
 from typing import Any, AsyncIterator
 
@@ -101,6 +102,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# HOST[:PORT][,HOST...] and /DATABASE, up to the parameters.
+_DSN_LOCATION = re.compile(r'([^/?#]*)(/[^?#]*)?')
 
 # Identifiers longer than this are silently truncated by PostgreSQL.
 _MAX_IDENTIFIER_BYTES = 63
@@ -432,9 +436,14 @@ def quote_ident(name: str) -> str:
 def dsn_location(dsn: str) -> str:
     """`HOST:PORT/DATABASE` of a DSN: what to name it by in messages,
     without its user, password or parameters."""
-    parts = urllib.parse.urlsplit(dsn)
-    hosts = parts.netloc.rpartition('@')[2] or '(default host)'
-    return hosts + parts.path
+    # The user information ends at the last '@' before the path, which a
+    # password may hold unencoded, as it may hold '/', '?' or '#'.
+    rest = dsn.split('://', 1)[-1]
+    rest = rest[rest.rfind('@') + 1:]
+    match = _DSN_LOCATION.match(rest)
+    assert match is not None  # the pattern matches any text
+    hosts, path = match.groups()
+    return (hosts or '(default host)') + (path or '')
 
 
 def failure_reason(error: BaseException) -> str:

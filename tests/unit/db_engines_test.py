@@ -120,7 +120,7 @@ class CreateAddressBookDBTest(unittest.TestCase):
         key = "Config 'addr-db.postgres"
         cases: dict[str, tuple[Any, str]] = {
             'not a mapping': (DSN, f"{key}' must be a mapping with a 'dsn', "
-                                   f'not {DSN!r}'),
+                                   'not a str'),
             'no dsn': ({}, f"{key}.dsn' is missing, and has no default."),
             'empty dsn': ({'dsn': ''}, f"{key}.dsn' must be a non-empty "
                                        "string, not ''"),

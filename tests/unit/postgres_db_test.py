@@ -231,6 +231,12 @@ class PostgresAddressBookDBTest(
             'h1:5432,h2:5433/db')
         self.assertEqual(dsn_location('postgres:///db'),
                          '(default host)/db')
+        for dsn in ['postgresql://u:SE/CRET@h:1/db',
+                    'postgresql://u:SE?CR#ET@h:1/db',
+                    'postgresql://u:SE@CRET@h:1/db',
+                    'postgresql://u:SE:CRET@h:1/db#x']:
+            with self.subTest(dsn=dsn):
+                self.assertEqual(dsn_location(dsn), 'h:1/db')
 
     async def test_bad_settings(self) -> None:
         """A DSN that is not a PostgreSQL URL, impossible pool sizes, or a
