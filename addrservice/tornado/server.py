@@ -59,6 +59,12 @@ from addrservice.utils import logutils
 
 _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
+# More processes than this only share the same cores and connections.
+MAX_WORKERS = 64
+
+# Exit status of a start-up interrupted with Ctrl-C, as shells report it.
+_INTERRUPTED = 128 + signal.SIGINT
+
 
 class WorkerFailedError(Exception):
     """A worker exited with a non-zero status; `str()` says why."""
@@ -86,7 +92,7 @@ def parse_args(args: Sequence[str] | None = None) -> argparse.Namespace:
         help='address to bind; "" or 0.0.0.0 for all interfaces; '
         'default: %(default)s')
     parser.add_argument(
-        '--workers', type=_at_least_one, default=1, metavar='N',
+        '--workers', type=_worker_count, default=1, metavar='N',
         help='number of server processes sharing the port; '
         'default: %(default)s')
     options = parser.parse_args(args)
@@ -96,7 +102,7 @@ def parse_args(args: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def _at_least_one(text: str) -> int:
+def _worker_count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -104,6 +110,9 @@ def _at_least_one(text: str) -> int:
             f'not an integer: {text!r}') from None
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f'must be at most {MAX_WORKERS}, not {value}')
     return value
 
 
@@ -328,6 +337,11 @@ def main(args: Sequence[str] | None = None) -> None:
             _serve_in_workers(config, options)
     except _STARTUP_ERRORS as e:
         sys.exit(f'addrservice: {e}')
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers are in place: while opening
+        # the store, which can wait for a database or a lock.
+        print('addrservice: interrupted while starting', file=sys.stderr)
+        sys.exit(_INTERRUPTED)
 
 
 def _serve_in_workers(

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -279,6 +280,25 @@ class UnreachableDatabaseTest(StorageServerTestCase):
             stderr.splitlines(),
             [f'addrservice: cannot connect to PostgreSQL at '
              f'127.0.0.1:{closed}/test: Connection refused'])
+
+    def test_ctrl_c_while_waiting_for_the_store(self) -> None:
+        """Ctrl-C while the server waits for a locked SQLite file ends it
+        with one line and status 130, without a traceback."""
+        path = os.path.join(self.tmp, 'locked.sqlite3')
+        sqlite3.connect(path).close()
+        lock = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(lock.close)
+        lock.execute('BEGIN EXCLUSIVE')
+        proc = subprocess.Popen(
+            self.server_argv({'sqlite': path}, free_port()), cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # start-up now waits for the lock, for up to 5 s
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=PROMPT_EXIT_S + 5)
+        self.assertEqual(
+            (proc.returncode, stderr),
+            (128 + signal.SIGINT, 'addrservice: interrupted while starting\n'))
+        self.assertNotIn('STARTING', stdout)
 
 
 def _accepts_until_exit(proc: subprocess.Popen[str], port: int,

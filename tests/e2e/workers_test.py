@@ -322,9 +322,13 @@ class UsageTest(WorkersTestCase):
                 ' (use sqlite, fs or postgres)\n'))
 
     def test_bad_worker_counts_are_usage_errors(self) -> None:
-        """--workers below 1 or not a number is an argparse error, exit 2."""
+        """--workers below 1, above 64 or not a number is an argparse
+        error, exit 2."""
         for value, error in (('0', 'must be at least 1, not 0'),
                              ('-3', 'must be at least 1, not -3'),
+                             ('65', 'must be at most 64, not 65'),
+                             ('99999999999',
+                              'must be at most 64, not 99999999999'),
                              ('two', "not an integer: 'two'")):
             with self.subTest(value=value):
                 result = self.run_failing(
