@@ -60,6 +60,8 @@ def _fields(exc: BaseException) -> dict[str, Any]:
     """Extra fields of the JSON error body: what failed, and where."""
     if isinstance(exc, SchemaValidationError):
         return {'detail': exc.detail, 'path': exc.path}
-    if isinstance(exc, (AddressExistsError, AddressNotFoundError)):
+    if isinstance(exc, (AddressExistsError, AddressNotFoundError,
+                        StorageUnavailableError)):
+        # A store's message names its file or server: for the log only.
         return {}
     return {'detail': str(exc)} if str(exc) else {}
