@@ -8,7 +8,7 @@ import threading
 import traceback
 import unittest
 import urllib.parse
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from addrservice.database.base import (
     DECODE_INLINE_BYTES,
@@ -94,6 +94,17 @@ class PostgresAddressBookDBTest(
         await db.open()
         self.addAsyncCleanup(db.close)
         return db
+
+    async def behind_proxy(
+        self, **settings: Any
+    ) -> tuple[TcpProxy, PostgresAddressBookDB, str]:
+        """An open engine that reaches the server through a proxy the test
+        controls, keeping no idle connection, and one entry it wrote."""
+        proxy = TcpProxy()
+        await proxy.start()
+        self.addAsyncCleanup(proxy.stop)
+        db = await self.opened(self.engine(proxy.dsn, min_size=0, **settings))
+        return proxy, db, await db.create_address(self.entry())
 
     async def sql(self, query: str, *args: object) -> list[tuple[object, ...]]:
         async with pg_connection() as connection:
@@ -435,12 +446,7 @@ class PostgresAddressBookDBTest(
     async def test_server_going_away_and_back(self) -> None:
         """While the server is gone every operation is a one-line
         StorageUnavailableError; when it is back the engine recovers."""
-        proxy = TcpProxy()
-        await proxy.start()
-        self.addAsyncCleanup(proxy.stop)
-        db = await self.opened(
-            self.engine(proxy.dsn, min_size=0, max_size=2))
-        nickname = await db.create_address(self.entry())
+        proxy, db, nickname = await self.behind_proxy(max_size=2)
         await proxy.stop()
         refused = (f'PostgreSQL at 127.0.0.1:{proxy.port}'
                    f'{urllib.parse.urlsplit(pg_dsn()).path} is unavailable: '
@@ -461,12 +467,7 @@ class PostgresAddressBookDBTest(
     async def test_connection_cut_mid_use(self) -> None:
         """Connections cut while in use give StorageUnavailableError; the
         pool then reconnects."""
-        proxy = TcpProxy()
-        await proxy.start()
-        self.addAsyncCleanup(proxy.stop)
-        db = await self.opened(
-            self.engine(proxy.dsn, min_size=0, max_size=2))
-        nickname = await db.create_address(self.entry())
+        proxy, db, nickname = await self.behind_proxy(max_size=2)
         proxy.stall = True
         reading = asyncio.ensure_future(db.read_address(nickname))
         await asyncio.sleep(0.1)
@@ -485,12 +486,7 @@ class PostgresAddressBookDBTest(
     async def test_hung_server_times_out(self) -> None:
         """A statement the server does not answer within command_timeout
         is StorageUnavailableError; later ones work again."""
-        proxy = TcpProxy()
-        await proxy.start()
-        self.addAsyncCleanup(proxy.stop)
-        db = await self.opened(
-            self.engine(proxy.dsn, min_size=0, command_timeout=0.5))
-        nickname = await db.create_address(self.entry())
+        proxy, db, nickname = await self.behind_proxy(command_timeout=0.5)
         proxy.stall = True
         with self.assertRaises(StorageUnavailableError) as caught:
             await asyncio.wait_for(db.read_address(nickname), 10)
