@@ -328,17 +328,12 @@ def build_engine(config: AddressBookConfig, path: str,
                  must_exist: bool) -> AbstractAddressBookDB:
     """The engine of `config`, not yet open; `CopyError` names the file.
 
-    With `must_exist`, a file or directory store must be there already:
-    an engine would create it empty, and a mistyped source path would
-    then copy nothing and succeed.
+    With `must_exist`, the store must be there already: an engine would
+    create it empty, and a mistyped source would then copy nothing and
+    succeed.
     """
     with _about(path):
-        if must_exist:
-            for engine in _PATH_ENGINES:
-                where = config.addr_db.get(engine)
-                if isinstance(where, str) and not os.path.exists(where):
-                    raise CopyError(f'source store {where} does not exist')
-        return create_addressbook_db(config.addr_db)
+        return create_addressbook_db(config.addr_db, create=not must_exist)
 
 
 @contextlib.contextmanager

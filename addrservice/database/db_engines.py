@@ -10,6 +10,7 @@ Relative paths are relative to the working directory of the process.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping
 
 from addrservice.database.base import AbstractAddressBookDB
@@ -21,21 +22,22 @@ PG_MIN_SIZE = 1
 PG_MAX_SIZE = 10
 
 
-def _memory(setting: Any) -> AbstractAddressBookDB:
+def _memory(setting: Any, create: bool) -> AbstractAddressBookDB:
     return InMemoryAddressBookDB()
 
 
-def _fs(setting: Any) -> AbstractAddressBookDB:
-    return FilesystemAddressBookDB(_path(setting, 'fs', 'a directory path'))
+def _fs(setting: Any, create: bool) -> AbstractAddressBookDB:
+    path = _path(setting, 'fs', 'a directory path', create)
+    return FilesystemAddressBookDB(path)
 
 
-def _sqlite(setting: Any) -> AbstractAddressBookDB:
+def _sqlite(setting: Any, create: bool) -> AbstractAddressBookDB:
     # Imported here: a process only loads the driver of its own engine.
     from addrservice.database.sqlite import SqliteAddressBookDB
-    return SqliteAddressBookDB(_path(setting, 'sqlite', 'a file path'))
+    return SqliteAddressBookDB(_path(setting, 'sqlite', 'a file path', create))
 
 
-def _postgres(setting: Any) -> AbstractAddressBookDB:
+def _postgres(setting: Any, create: bool) -> AbstractAddressBookDB:
     from addrservice.database.postgres import PostgresAddressBookDB
     if not isinstance(setting, Mapping):
         # Not the value itself: a DSN given here may hold a password.
@@ -56,10 +58,11 @@ def _postgres(setting: Any) -> AbstractAddressBookDB:
         max_size=_int(setting, 'max_size', max(PG_MAX_SIZE, min_size),
                       least=max(min_size, 1)),
         schema=_string(setting, 'schema', required=False),
+        create=create,
     )
 
 
-ENGINES: dict[str, Callable[[Any], AbstractAddressBookDB]] = {
+ENGINES: dict[str, Callable[[Any, bool], AbstractAddressBookDB]] = {
     'memory': _memory,
     'fs': _fs,
     'sqlite': _sqlite,
@@ -68,10 +71,15 @@ ENGINES: dict[str, Callable[[Any], AbstractAddressBookDB]] = {
 
 
 def create_addressbook_db(
-    addr_db_config: Mapping[str, Any],
+    addr_db_config: Mapping[str, Any], create: bool = True,
 ) -> AbstractAddressBookDB:
     """The engine for `{memory: null}`, `{fs: DIR}`, `{sqlite: FILE}` or
-    `{postgres: {dsn: ...}}`."""
+    `{postgres: {dsn: ...}}`.
+
+    With `create` False, a store that does not exist yet is refused rather
+    than created empty (for PostgreSQL, when it is opened): for reading a
+    store whose name a typo would otherwise turn into an empty new one.
+    """
     supported = ', '.join(ENGINES)
     if not isinstance(addr_db_config, Mapping) or len(addr_db_config) != 1:
         raise ValueError(
@@ -82,14 +90,16 @@ def create_addressbook_db(
         raise ValueError(
             f"Unknown addr-db engine {engine!r}; supported: {supported}"
         )
-    return ENGINES[engine](setting)
+    return ENGINES[engine](setting, create)
 
 
-def _path(setting: Any, engine: str, what: str) -> str:
+def _path(setting: Any, engine: str, what: str, create: bool) -> str:
     if not isinstance(setting, str) or not setting:
         raise ValueError(
             f"Config 'addr-db.{engine}' must be {what}, not {setting!r}"
         )
+    if not create and not os.path.exists(setting):
+        raise ValueError(f'store {setting} does not exist')
     return setting
 
 

@@ -130,7 +130,8 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
     `dsn` is a `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL;
     the pool keeps between `min_size` and `max_size` connections. The
     tables live in `schema` (created if missing), or where the server's
-    `search_path` puts them if None.
+    `search_path` puts them if None. With `create` False, `open()` refuses
+    a database that holds no address book instead of making one.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
+        create: bool = True,
     ) -> None:
         _check_dsn(dsn)
         _check_pool_size(min_size, max_size)
@@ -151,6 +153,7 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         self._max_size = max_size
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._create = create
         self._schema = None if schema is None else _checked_schema(schema)
         prefix = '' if self._schema is None \
             else quote_ident(self._schema) + '.'
@@ -341,6 +344,11 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
                     f'version {version}, newer than this addrservice knows '
                     f'({SCHEMA_VERSION}): upgrade addrservice'
                 )
+            if version == 0 and not self._create:
+                raise StorageUnavailableError(
+                    f'PostgreSQL at {self._where} holds no address book'
+                    f'{self._in_schema()}'
+                )
             if version < SCHEMA_VERSION:
                 await self._create_version_table(connection)
             for number in range(version + 1, SCHEMA_VERSION + 1):
@@ -423,6 +431,10 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
             except CorruptEntryError as e:
                 log_unreadable(self._row(row['id']), e)
         return pairs
+
+    def _in_schema(self) -> str:
+        return '' if self._schema is None \
+            else f' in schema {quote_ident(self._schema)}'
 
     def _row(self, nickname: str) -> str:
         return f'{self._where} {self._addresses} id {nickname}'

@@ -38,10 +38,11 @@ from addrservice.database.copy import (
 from addrservice.database.db_engines import create_addressbook_db
 from addrservice.database.fs import FilesystemAddressBookDB
 from addrservice.database.memory import InMemoryAddressBookDB
+from addrservice.database.postgres import dsn_location
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import StorageUnavailableError
 from data import address_data_suite
-from tests.pg import fresh_schema, pg_config
+from tests.pg import fresh_schema, pg_config, pg_dsn, pg_test_schemas
 from tests.support import LogCapture, temporary_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -746,8 +747,20 @@ class CopyCommandTest(unittest.TestCase):
         source = self.config('nowhere.yaml', {'fs': nowhere})
         self.assert_refused(
             run_command('--from', source, '--to', self.destination),
-            f'{source}: source store {nowhere} does not exist')
+            f'{source}: store {nowhere} does not exist')
         self.assertFalse(os.path.exists(nowhere))
+
+    def test_missing_source_schema(self) -> None:
+        """A PostgreSQL source schema that holds no address book (a typo)
+        is refused, and not created."""
+        schema = fresh_schema(self)
+        source = self.config('pg.yaml', pg_config(schema))
+        location = dsn_location(pg_dsn())
+        self.assert_refused(
+            run_command('--from', source, '--to', self.destination),
+            f'{source}: PostgreSQL at {location} holds no address book '
+            f'in schema "{schema}"')
+        self.assertNotIn(schema, pg_test_schemas())
 
 
 if __name__ == '__main__':

@@ -106,6 +106,18 @@ class CreateAddressBookDBTest(unittest.TestCase):
                     f"Config 'addr-db.sqlite' must be a file path, "
                     f"not {setting!r}")
 
+    def test_missing_store_refused_without_create(self) -> None:
+        """With create=False, a file or directory store that does not
+        exist is refused, and not made."""
+        for engine in ('fs', 'sqlite'):
+            with self.subTest(engine=engine):
+                path = os.path.join(self.tmp, f'no-{engine}')
+                with self.assertRaises(ValueError) as cm:
+                    create_addressbook_db({engine: path}, create=False)
+                self.assertEqual(str(cm.exception),
+                                 f'store {path} does not exist')
+                self.assertFalse(os.path.exists(path))
+
     def test_postgres(self) -> None:
         """{postgres: {dsn: ...}} gives the PostgreSQL engine; nothing
         connects until it is opened."""

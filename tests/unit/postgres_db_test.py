@@ -110,6 +110,23 @@ class PostgresAddressBookDBTest(
         async with pg_connection() as connection:
             return [tuple(row) for row in await connection.fetch(query, *args)]
 
+    async def test_open_without_create(self) -> None:
+        """With create=False, a schema that holds no address book is
+        refused and left uncreated; one that holds one opens."""
+        missing = fresh_schema(self, '_missing')
+        db = PostgresAddressBookDB(pg_dsn(), schema=missing, create=False)
+        with self.assertRaises(StorageUnavailableError) as caught:
+            await db.open()
+        self.assertEqual(
+            str(caught.exception),
+            f'PostgreSQL at {dsn_location(pg_dsn())} holds no address book '
+            f'in schema "{missing}"')
+        self.assertNotIn(missing, pg_test_schemas())
+        nickname = await self.db.create_address(self.entry())
+        existing = await self.opened(PostgresAddressBookDB(
+            pg_dsn(), schema=self.schema, create=False))
+        self.assertEqual(await existing.read_address(nickname), self.entry())
+
     async def test_persists_across_pools(self) -> None:
         """A new engine on the same schema sees the entries and versions."""
         nickname = await self.db.create_address(self.suite['namo'])
