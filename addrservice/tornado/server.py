@@ -29,9 +29,9 @@ does not work with several workers; rotate the file from outside and use
 `%(process)d` to a format shows which worker wrote each line.
 
 Any process of the same user that binds the port with `SO_REUSEPORT`
-joins the group: a second server started with `--workers` on the same
-port shares the connections with the first instead of failing with
-"Address already in use".
+would join the group. So before forking, the supervisor binds the port
+once without it and lets it go: a port in use, by another server with
+workers too, fails as it does for a single process.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import sys
 from typing import Any, Sequence
 
 import tornado.httpserver
+import tornado.netutil
 
 from addrservice import LOGGER_NAME
 from addrservice.config import AddressBookConfig, ConfigError, load_config
@@ -156,8 +157,22 @@ def _listen(
     try:
         http_server.listen(port, address, reuse_port=reuse_port)
     except OSError as e:
-        raise OSError(f'cannot listen on {address or "*"}:{port}: '
-                      f'{e.strerror or e}') from None
+        raise _cannot_listen(port, address, e) from None
+
+
+def _check_port_free(port: int, address: str) -> None:
+    """`OSError` if some other socket listens on the port already."""
+    try:
+        sockets = tornado.netutil.bind_sockets(port, address)
+    except OSError as e:
+        raise _cannot_listen(port, address, e) from None
+    for sock in sockets:
+        sock.close()
+
+
+def _cannot_listen(port: int, address: str, error: OSError) -> OSError:
+    return OSError(f'cannot listen on {address or "*"}:{port}: '
+                   f'{error.strerror or error}')
 
 
 def http_server_options(config: AddressBookConfig) -> dict[str, Any]:
@@ -225,6 +240,7 @@ def _serve_in_workers(
 ) -> None:
     store = create_addressbook_db(config.addr_db)
     _check_store_is_shared(config, store, options.workers)
+    _check_port_free(options.port, options.address)
     asyncio.run(_open_and_close(store))
     supervisor = Supervisor(logging.getLogger(LOGGER_NAME))
     worker = supervisor.fork(options.workers)

@@ -270,8 +270,8 @@ class FailureTest(WorkersTestCase):
                 sorted(pids.values()))
 
     def test_port_in_use(self) -> None:
-        """A port in use fails with the one line of a single server, and
-        leaves no worker running."""
+        """A port in use fails with the one line of a single server, before
+        any worker starts."""
         with socket.socket() as busy:
             busy.bind(('127.0.0.1', 0))
             busy.listen()
@@ -284,7 +284,19 @@ class FailureTest(WorkersTestCase):
                 'Address already in use\n'))
         self.assertEqual(left, [])
         self.assertEqual(self.log_lines('STARTING'), [])
-        self.assertEqual(len(self.log_lines('WORKER FAILED')), 1)
+        self.assertEqual(self.log_lines('WORKER FAILED'), [])
+
+    def test_second_server_with_workers_refused(self) -> None:
+        """A second server with workers on the port of a first one is
+        refused, rather than joining it; the first serves on."""
+        first = self.start_workers()
+        result = self.run_failing(self.argv(first.port, 2))
+        self.assertEqual(
+            (result.returncode, result.stderr),
+            (1, f'addrservice: cannot listen on localhost:{first.port}: '
+                'Address already in use\n'))
+        self.assertEqual(len(self.log_lines('STARTING')), WORKERS)
+        self.assertEqual(first.request('GET', '/addresses').status, 200)
 
     def test_store_that_cannot_open_fails_before_forking(self) -> None:
         """A store that cannot be opened fails once, before any worker,
