@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import os
 import re
 import urllib.parse
@@ -406,8 +404,9 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
 
     def _decode(self, nickname: str, text: str) -> AddressEntry:
         try:
-            return AddressEntry.from_api_dm(decode_jsonb(text))
-        except (ValueError, RecursionError) as e:
+            return AddressEntry.from_api_dm(
+                strictjson.loads(text, large_integers_as_floats=True))
+        except ValueError as e:
             raise CorruptEntryError(
                 f'{self._row(nickname)}: {_first_line(e)}') from None
 
@@ -489,38 +488,6 @@ def listing_bound(after: str | None) -> str:
     if '\ud800' <= stop <= '\udfff':
         return prefix + '\x7f'  # above every nickname character, as it is
     return prefix + stop
-
-
-def decode_jsonb(text: str) -> Any:
-    """Parse a JSON document as PostgreSQL prints a JSONB value, giving
-    back as floats the integers that only a float can have produced."""
-    return _JSONB_DECODER.decode(text)
-
-
-def _jsonb_int(literal: str) -> int | float:
-    # The length test keeps int() away from literals of many digits.
-    digits = literal.lstrip('-')
-    if len(digits) > 16 or int(digits) > strictjson.MAX_SAFE_INTEGER:
-        return _finite_float(literal)
-    return int(literal)
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError(f'number out of range: {literal[:20]}...')
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f'{name} is not JSON')
-
-
-_JSONB_DECODER = json.JSONDecoder(
-    parse_int=_jsonb_int,
-    parse_float=_finite_float,
-    parse_constant=_refuse_constant,
-)
 
 
 async def _no_session_state(connection: asyncpg.Connection[Any]) -> None:

@@ -31,11 +31,21 @@ class InvalidJSONError(ValueError):
     """The bytes are not one strict JSON document; `str()` says why."""
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse one strict JSON document from UTF-8 bytes (or text)."""
+def loads(
+    data: bytes | str, *, large_integers_as_floats: bool = False
+) -> Any:
+    """Parse one strict JSON document from UTF-8 bytes (or text).
+
+    With `large_integers_as_floats`, integers beyond the I-JSON range are
+    read as floats rather than refused: as a store that prints floats
+    without an exponent (PostgreSQL's JSONB) gives back what was written
+    as a float, since no larger integer is ever accepted.
+    """
     text = _decode_utf8(data) if isinstance(data, bytes) else data
+    decoder = _large_as_float_decoder if large_integers_as_floats \
+        else _decoder
     try:
-        document = _decoder.decode(text)
+        document = decoder.decode(text)
     except json.JSONDecodeError as e:
         raise InvalidJSONError(str(e)) from None
     except RecursionError:
@@ -62,11 +72,19 @@ def _reject_constant(name: str) -> Any:
 
 
 def _parse_int(literal: str) -> int:
-    # Checking the length first keeps int() away from huge literals.
-    digits = literal.lstrip('-')
-    if len(digits) > 16 or abs(int(literal)) > MAX_SAFE_INTEGER:
+    if not _safe_integer(literal):
         raise InvalidJSONError(f'integer out of range: {literal[:20]}')
     return int(literal)
+
+
+def _parse_int_or_float(literal: str) -> int | float:
+    return int(literal) if _safe_integer(literal) else _parse_float(literal)
+
+
+def _safe_integer(literal: str) -> bool:
+    # Checking the length first keeps int() away from huge literals.
+    digits = literal.lstrip('-')
+    return len(digits) <= 16 and int(digits) <= MAX_SAFE_INTEGER
 
 
 def _parse_float(literal: str) -> float:
@@ -110,5 +128,12 @@ _decoder = json.JSONDecoder(
     object_pairs_hook=_object_without_duplicates,
     parse_constant=_reject_constant,
     parse_int=_parse_int,
+    parse_float=_parse_float,
+)
+
+_large_as_float_decoder = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates,
+    parse_constant=_reject_constant,
+    parse_int=_parse_int_or_float,
     parse_float=_parse_float,
 )

@@ -128,6 +128,35 @@ class LoadsRefusesTest(unittest.TestCase):
                 self.assert_refused(text)
 
 
+class LargeIntegersAsFloatsTest(unittest.TestCase):
+    def test_large_integers_read_as_floats(self) -> None:
+        """Integers beyond 2**53-1, as JSONB prints large floats, read as
+        the floats they were; others stay integers."""
+        document = strictjson.loads(
+            '{"a": 1' + '0' * 300 + ', "b": [9007199254740991,'
+            ' 9007199254740992, -10000000000000000, 0.0000001, 100.0,'
+            ' 5000000000000000.0, -0]}', large_integers_as_floats=True)
+        self.assertEqual(document, {'a': 1e300, 'b': [
+            9007199254740991, 9007199254740992.0, -1e16, 1e-7, 100.0, 5e15,
+            0]})
+        self.assertEqual([type(x) for x in [document['a'], *document['b']]],
+                         [float, int, float, float, float, float, float, int])
+
+    def test_still_strict_otherwise(self) -> None:
+        """Numbers that overflow a float, constants, duplicate keys and
+        deep nesting are still refused."""
+        for text in ['1' + '0' * 400, '1' + '0' * 5000, '1' + '0' * 400 + '.5',
+                     'NaN', '{"a": 1, "a": 2}', '[' * 40 + ']' * 40]:
+            with self.subTest(text=text[:10]):
+                with self.assertRaises(strictjson.InvalidJSONError):
+                    strictjson.loads(text, large_integers_as_floats=True)
+
+    def test_off_by_default(self) -> None:
+        """Without the option, a large integer is refused."""
+        with self.assertRaises(strictjson.InvalidJSONError):
+            strictjson.loads('9007199254740992')
+
+
 class LoadsAcceptsTest(unittest.TestCase):
     def test_valid_document(self) -> None:
         """A typical entry parses to the same Python values json gives."""
