@@ -15,6 +15,11 @@ class AddressExistsError(KeyError):
     """An entry with this id exists already."""
 
 
+class VersionConflictError(Exception):
+    """A conditional write found the entry at another version than the
+    one the client last saw: it was changed in between."""
+
+
 class CorruptEntryError(Exception):
     """A stored entry that cannot be read back: a fault of the store."""
 

@@ -11,7 +11,11 @@ from typing import AsyncIterator
 
 from addrservice import LOGGER_NAME
 from addrservice.datamodel import ENTRY_ID_REGEX, AddressEntry
-from addrservice.errors import AddressNotFoundError, InvalidIdError
+from addrservice.errors import (
+    AddressNotFoundError,
+    InvalidIdError,
+    VersionConflictError,
+)
 from addrservice.utils import logutils
 
 NICKNAME_PATTERN = re.compile(ENTRY_ID_REGEX + r'\Z')
@@ -39,7 +43,9 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
 
     Reading, updating or deleting a nickname that does not exist raises
     `KeyError` (`AddressNotFoundError`); creating one that does raises
-    `KeyError` (`AddressExistsError`). A nickname given to create must
+    `KeyError` (`AddressExistsError`). A conditional update or delete of
+    an entry whose version is not the expected one raises
+    `VersionConflictError`. A nickname given to create must
     match `NICKNAME_PATTERN`, else `ValueError`.
 
     Listings are in nickname order (by code point, as Python compares
@@ -89,13 +95,25 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
         return (await self.read_entry(nickname)).entry
 
     @abstractmethod
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         """Replace the entry stored under `nickname` as a whole; return its
-        new version."""
+        new version.
+
+        With `expected_version`, replace it only if that is its version
+        now, else raise `VersionConflictError`; the check and the write
+        are one atomic step.
+        """
 
     @abstractmethod
-    async def delete_address(self, nickname: str) -> None:
-        """Remove the entry stored under `nickname`."""
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
+        """Remove the entry stored under `nickname`; with
+        `expected_version`, only if that is its version now (as
+        `update_address`)."""
 
     @abstractmethod
     def read_addresses(
@@ -127,6 +145,13 @@ def existing_nickname(nickname: str) -> str:
     if not isinstance(nickname, str) or not NICKNAME_PATTERN.match(nickname):
         raise AddressNotFoundError(nickname)
     return nickname
+
+
+def check_version(nickname: str, stored: int, expected: int | None) -> None:
+    """`VersionConflictError` unless `expected` is None or `stored`."""
+    if expected is not None and stored != expected:
+        raise VersionConflictError(
+            f'{nickname!r} is at version {stored}, not {expected}')
 
 
 def log_unreadable(where: str, error: Exception) -> None:

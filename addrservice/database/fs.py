@@ -14,8 +14,9 @@ one; temporary leftovers are dot-files ending in `.tmp`, never listed.
 Blocking file I/O runs in threads. Mutations go through one writer
 thread, and each holds an exclusive `flock` on the file `.lock` in the
 store while it runs, which makes each check-then-write atomic across
-processes too (the server's `--workers`): no update is lost, and no
-delete undone by an update in flight.
+processes too (the server's `--workers`): no update is lost, no delete
+undone by an update in flight, and a conditional write (with an expected
+version) sees the version it replaces.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from addrservice.database.base import (
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
     StoredEntry,
+    check_version,
     existing_nickname,
     log_unreadable,
     new_nickname,
@@ -40,6 +42,7 @@ from addrservice.errors import (
     AddressExistsError,
     AddressNotFoundError,
     CorruptEntryError,
+    VersionConflictError,
 )
 from addrservice.utils import strictjson
 
@@ -79,13 +82,19 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
         path = self._path(existing_nickname(nickname))
         return await asyncio.to_thread(_read_entry, nickname, path)
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         existing_nickname(nickname)
-        return await self._in_writer(self._replace, nickname, addr)
+        return await self._in_writer(
+            self._replace, nickname, addr, expected_version)
 
-    async def delete_address(self, nickname: str) -> None:
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
         existing_nickname(nickname)
-        await self._in_writer(self._unlink, nickname)
+        await self._in_writer(self._unlink, nickname, expected_version)
 
     async def read_addresses(
         self, after: str | None = None, limit: int | None = None
@@ -108,7 +117,9 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
     def _path(self, nickname: str) -> str:
         return os.path.join(self._store, nickname + SUFFIX)
 
-    # The file operations below block; they run in threads.
+    # The file operations below block; they run in threads. The writes
+    # run under the store's lock, which other processes take too, so that
+    # a version checked is still the version when the file is replaced.
 
     def _link_new(self, nickname: str, data: bytes) -> None:
         temp = self._write_temp(nickname, data)
@@ -120,14 +131,11 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             os.unlink(temp)
         _fsync_dir(self._store)
 
-    def _replace(self, nickname: str, addr: AddressEntry) -> int:
+    def _replace(
+        self, nickname: str, addr: AddressEntry, expected: int | None
+    ) -> int:
         path = self._path(nickname)
-        try:
-            version = _read_entry(nickname, path).version + 1
-        except CorruptEntryError as e:
-            # Its version cannot be known; the update repairs the entry.
-            log_unreadable(path, e)
-            version = 1
+        version = self._stored_version(nickname, expected) + 1
         temp = self._write_temp(nickname, _encode(addr, version))
         try:
             os.replace(temp, path)
@@ -137,12 +145,30 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
         _fsync_dir(self._store)
         return version
 
-    def _unlink(self, nickname: str) -> None:
+    def _unlink(self, nickname: str, expected: int | None) -> None:
+        if expected is not None:
+            self._stored_version(nickname, expected)
         try:
             os.unlink(self._path(nickname))
         except FileNotFoundError:
             raise AddressNotFoundError(nickname) from None
         _fsync_dir(self._store)
+
+    def _stored_version(self, nickname: str, expected: int | None) -> int:
+        """The entry's version, checked against `expected`; 0 for a
+        corrupt entry, which only an unconditional write may repair."""
+        path = self._path(nickname)
+        try:
+            stored = _read_entry(nickname, path).version
+        except CorruptEntryError as e:
+            log_unreadable(path, e)
+            if expected is not None:
+                raise VersionConflictError(
+                    f'{nickname!r} is unreadable, not at version '
+                    f'{expected}') from None
+            return 0
+        check_version(nickname, stored, expected)
+        return stored
 
     def _write_temp(self, nickname: str, data: bytes) -> str:
         fd, temp = tempfile.mkstemp(

@@ -8,6 +8,7 @@ from typing import AsyncIterator
 from addrservice.database.base import (
     AbstractAddressBookDB,
     StoredEntry,
+    check_version,
     existing_nickname,
     new_nickname,
 )
@@ -42,14 +43,21 @@ class InMemoryAddressBookDB(AbstractAddressBookDB):
         nickname = self._existing(nickname)
         return StoredEntry(self.db[nickname], self._versions[nickname])
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         nickname = self._existing(nickname)
+        check_version(nickname, self._versions[nickname], expected_version)
         self.db[nickname] = addr
         self._versions[nickname] += 1
         return self._versions[nickname]
 
-    async def delete_address(self, nickname: str) -> None:
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
         nickname = self._existing(nickname)
+        check_version(nickname, self._versions[nickname], expected_version)
         del self.db[nickname]
         del self._versions[nickname]
 

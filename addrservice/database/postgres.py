@@ -51,7 +51,7 @@ import contextlib
 import os
 import re
 import urllib.parse
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, NoReturn
 
 import asyncpg
 from asyncpg.exceptions import (
@@ -67,6 +67,7 @@ from addrservice.database.base import (
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
     StoredEntry,
+    check_version,
     existing_nickname,
     log_unreadable,
     new_nickname,
@@ -78,6 +79,7 @@ from addrservice.errors import (
     CorruptEntryError,
     InvalidEntryError,
     StorageUnavailableError,
+    VersionConflictError,
 )
 from addrservice.utils import strictjson
 
@@ -241,31 +243,56 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
             entry = await asyncio.to_thread(self._decode, nickname, text)
         return StoredEntry(entry, row['version'])
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         existing_nickname(nickname)
         async with self._connected() as pool:
             try:
                 version: int | None = await pool.fetchval(
                     f'UPDATE {self._addresses}'
                     ' SET entry = $2::jsonb, version = version + 1'
-                    ' WHERE id = $1 RETURNING version',
-                    nickname, _encode(addr),
+                    ' WHERE id = $1 AND version = coalesce($3, version)'
+                    ' RETURNING version',
+                    nickname, _encode(addr), expected_version,
                 )
             except UntranslatableCharacterError as e:
                 raise _unstorable(e) from None
-        if version is None:
-            raise AddressNotFoundError(nickname)
+            if version is None:
+                await self._refuse(pool, nickname, expected_version)
+        assert version is not None  # _refuse() raised otherwise
         return version
 
-    async def delete_address(self, nickname: str) -> None:
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
         existing_nickname(nickname)
         async with self._connected() as pool:
             deleted = await pool.fetchval(
-                f'DELETE FROM {self._addresses} WHERE id = $1 RETURNING 1',
-                nickname,
+                f'DELETE FROM {self._addresses}'
+                ' WHERE id = $1 AND version = coalesce($2, version)'
+                ' RETURNING 1',
+                nickname, expected_version,
             )
-        if deleted is None:
+            if deleted is None:
+                await self._refuse(pool, nickname, expected_version)
+
+    async def _refuse(
+        self, pool: asyncpg.Pool[asyncpg.Record], nickname: str,
+        expected: int | None,
+    ) -> NoReturn:
+        """Why a write that matched no row was refused: the entry is gone,
+        or at another version. (Both refuse the write; which one is
+        reported may race with a later write, never the outcome.)"""
+        version: int | None = await pool.fetchval(
+            f'SELECT version FROM {self._addresses} WHERE id = $1', nickname)
+        if version is None:
             raise AddressNotFoundError(nickname)
+        check_version(nickname, version, expected)
+        # Changed back to the expected version in between: still refused.
+        raise VersionConflictError(
+            f'{nickname!r} changed while it was being written')
 
     async def read_addresses(
         self, after: str | None = None, limit: int | None = None

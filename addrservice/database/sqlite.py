@@ -58,13 +58,14 @@ import contextlib
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, NoReturn, TypeVar
 
 from addrservice.database.base import (
     DECODE_INLINE_BYTES,
     LIST_BATCH,
     AbstractAddressBookDB,
     StoredEntry,
+    check_version,
     existing_nickname,
     log_unreadable,
     new_nickname,
@@ -178,13 +179,19 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
         except ValueError as e:
             raise CorruptEntryError(f'{self._where(nickname)}: {e}') from None
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         existing_nickname(nickname)
-        return await self._write(_update, nickname, _encode(addr))
+        return await self._write(
+            _update, nickname, _encode(addr), expected_version)
 
-    async def delete_address(self, nickname: str) -> None:
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
         existing_nickname(nickname)
-        await self._write(_delete, nickname)
+        await self._write(_delete, nickname, expected_version)
 
     async def read_addresses(
         self, after: str | None = None, limit: int | None = None
@@ -348,25 +355,47 @@ def _insert(conn: sqlite3.Connection, nickname: str, entry: str) -> None:
         raise AddressExistsError(nickname) from None
 
 
-def _update(conn: sqlite3.Connection, nickname: str, entry: str) -> int:
+def _update(
+    conn: sqlite3.Connection, nickname: str, entry: str,
+    expected: int | None,
+) -> int:
     with _transaction(conn):
         rows = conn.execute(
             'UPDATE addresses SET version = version + 1, entry = ?'
-            ' WHERE id = ? RETURNING version',
-            (entry, nickname),
+            ' WHERE id = ? AND version = coalesce(?, version)'
+            ' RETURNING version',
+            (entry, nickname, expected),
         ).fetchall()
-    if not rows:
-        raise AddressNotFoundError(nickname)
+        if not rows:
+            _refuse(conn, nickname, expected)
     return int(rows[0][0])
 
 
-def _delete(conn: sqlite3.Connection, nickname: str) -> None:
+def _delete(
+    conn: sqlite3.Connection, nickname: str, expected: int | None
+) -> None:
     with _transaction(conn):
         deleted = conn.execute(
-            'DELETE FROM addresses WHERE id = ?', (nickname,)
+            'DELETE FROM addresses'
+            ' WHERE id = ? AND version = coalesce(?, version)',
+            (nickname, expected),
         ).rowcount
-    if deleted == 0:
+        if deleted == 0:
+            _refuse(conn, nickname, expected)
+
+
+def _refuse(
+    conn: sqlite3.Connection, nickname: str, expected: int | None
+) -> NoReturn:
+    """Why a write that matched no row was refused, seen in its
+    transaction: the entry is gone, or at another version."""
+    row = conn.execute(
+        'SELECT version FROM addresses WHERE id = ?', (nickname,)
+    ).fetchone()
+    if row is None:
         raise AddressNotFoundError(nickname)
+    check_version(nickname, int(row[0]), expected)
+    raise AssertionError(f'{nickname!r} matched no row at its version')
 
 
 def _shut(

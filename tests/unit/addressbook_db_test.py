@@ -26,6 +26,7 @@ from addrservice.errors import (
     AddressExistsError,
     AddressNotFoundError,
     CorruptEntryError,
+    VersionConflictError,
 )
 from data import address_data_suite
 from tests.support import LogCapture, ticks_while
@@ -209,6 +210,81 @@ class AddressBookDBContract(_ContractBase):
         self.assertEqual(sorted(versions), list(range(2, 14)))
         self.assertEqual((await self.db.read_entry(nickname)).version, 13)
 
+    async def test_conditional_update_at_expected_version(self) -> None:
+        """An update expecting the current version replaces the entry; one
+        expecting another version changes nothing."""
+        nickname = await self.db.create_address(self.entry())
+        self.assertEqual(await self.db.update_address(
+            nickname, self.entry('v2'), expected_version=1), 2)
+        for stale in (1, 3):
+            with self.assertRaises(VersionConflictError):
+                await self.db.update_address(
+                    nickname, self.entry('stale'), expected_version=stale)
+        self.assertEqual(await self.db.read_entry(nickname),
+                         StoredEntry(self.entry('v2'), 2))
+
+    async def test_conditional_delete_at_expected_version(self) -> None:
+        """A delete expecting a stale version leaves the entry; expecting
+        the current one removes it."""
+        nickname = await self.db.create_address(self.entry())
+        await self.db.update_address(nickname, self.entry('v2'))
+        with self.assertRaises(VersionConflictError):
+            await self.db.delete_address(nickname, expected_version=1)
+        self.assertEqual(await self.db.read_entry(nickname),
+                         StoredEntry(self.entry('v2'), 2))
+        await self.db.delete_address(nickname, expected_version=2)
+        self.assertEqual(await self.listing(), {})
+
+    async def test_conditional_writes_of_a_missing_entry(self) -> None:
+        """A conditional write of an entry that is not there is not found,
+        and creates nothing."""
+        with self.assertRaises(AddressNotFoundError):
+            await self.db.update_address('gone', self.entry(),
+                                         expected_version=1)
+        with self.assertRaises(AddressNotFoundError):
+            await self.db.delete_address('gone', expected_version=1)
+        self.assertEqual(await self.listing(), {})
+
+    async def test_concurrent_conditional_updates(self) -> None:
+        """Of concurrent updates that all expect one version, exactly one
+        is applied; the others are refused."""
+        nickname = await self.db.create_address(self.entry())
+        results = await asyncio.gather(*(
+            self.db.update_address(nickname, self.entry(f'n{i}'),
+                                   expected_version=1)
+            for i in range(8)
+        ), return_exceptions=True)
+        winners = [i for i, r in enumerate(results) if r == 2]
+        self.assertEqual(len(winners), 1, results)
+        self.assertTrue(all(isinstance(r, VersionConflictError)
+                            for r in results if r != 2), results)
+        self.assertEqual(await self.db.read_entry(nickname),
+                         StoredEntry(self.entry(f'n{winners[0]}'), 2))
+
+    async def test_read_modify_write_loses_nothing(self) -> None:
+        """Clients that retry a conditional update until it applies each
+        add their mark; the final entry carries every mark, and its
+        version counts every update."""
+        nickname = await self.db.create_address(self.entry())
+
+        async def add_mark(mark: str) -> int:
+            while True:
+                stored = await self.db.read_entry(nickname)
+                marks = stored.entry.full_name + mark
+                try:
+                    return await self.db.update_address(
+                        nickname, self.entry(marks), stored.version)
+                except VersionConflictError:
+                    await asyncio.sleep(0)
+
+        marks = 'abcdefghij'
+        versions = await asyncio.gather(*(add_mark(m) for m in marks))
+        self.assertEqual(sorted(versions), list(range(2, 12)))
+        stored = await self.db.read_entry(nickname)
+        self.assertEqual(stored.version, 11)
+        self.assertEqual(sorted(stored.entry.full_name),
+                         sorted('Bill Gates' + marks))
+
     async def test_listing_is_in_nickname_order(self) -> None:
         """Listings come in code-point order of the nickname."""
         nicknames = ['b', 'B', 'a-1', 'a', 'Z9', '0', '9-z', 'a0', 'A']
@@ -390,6 +466,34 @@ class FilesystemAddressBookDBTest(
         self.assertEqual([e['file'] for e in logs.fields('UNREADABLE ENTRY')],
                          [path])
 
+    async def test_conditional_write_of_a_corrupt_entry(self) -> None:
+        """A corrupt entry's version cannot be known: a conditional update
+        or delete of it is refused, and the file is left as it is."""
+        path = os.path.join(self.store, 'bad.json')
+        with open(path, 'w') as f:
+            f.write('[]')
+        with LogCapture():
+            with self.assertRaises(VersionConflictError):
+                await self.db.update_address('bad', self.entry(), 1)
+            with self.assertRaises(VersionConflictError):
+                await self.db.delete_address('bad', 1)
+        with open(path) as f:
+            self.assertEqual(f.read(), '[]')
+
+    async def test_conditional_updates_through_two_stores(self) -> None:
+        """Two engines on one directory (two server processes): of
+        conditional updates expecting one version, one wins in all."""
+        other = FilesystemAddressBookDB(self.store)
+        self.addCleanup(other.stop)
+        nickname = await self.db.create_address(self.entry())
+        for version in range(1, 6):
+            results = await asyncio.gather(*(
+                db.update_address(nickname, self.entry(f'n{i}'), version)
+                for i in range(4) for db in (self.db, other)
+            ), return_exceptions=True)
+            self.assertEqual(results.count(version + 1), 1, results)
+        self.assertEqual((await other.read_entry(nickname)).version, 6)
+
     async def test_one_strict_json_file_per_entry(self) -> None:
         """Each entry is <nickname>.json holding its version and API form;
         no leftovers."""
@@ -544,9 +648,9 @@ class SlowDiskDB(FilesystemAddressBookDB):
         time.sleep(0.2)
         return super()._write_temp(nickname, data)
 
-    def _unlink(self, nickname: str) -> None:
+    def _unlink(self, nickname: str, expected: int | None) -> None:
         self.threads.add(threading.current_thread())
-        super()._unlink(nickname)
+        super()._unlink(nickname, expected)
 
     def _read_batch(self, nicknames: list[str]) -> Any:
         self.threads.add(threading.current_thread())
