@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from typing import Any, Mapping
 
 import yaml
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+# Tornado keeps an idle connection for an hour; a minute is plenty for a
+# client that means to send another request.
+DEFAULT_IDLE_CONNECTION_TIMEOUT = 60.0
+DEFAULT_BODY_TIMEOUT = 30.0
+# Tornado's own default: the request line and every header together.
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+DEFAULT_DRAIN_TIMEOUT = 10.0
+
+_ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
+_AUTH_KEYS = frozenset({'tokens_file', 'tokens_file_env'})
 
 
 class ConfigError(ValueError):
     """A config key that is missing or has a value that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """Where the bearer tokens are: a file, or a variable naming the file.
+
+    Exactly one is set. The variable is read when the server starts, so
+    that reading the config (as the copy command does) does not need it.
+    """
+
+    tokens_file: str | None = None
+    tokens_file_env: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +44,16 @@ class AddressBookConfig:
     addr_db: Mapping[str, Any]
     logging: Mapping[str, Any] | None = None
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    # Seconds. The idle timeout also bounds the time to send the headers.
+    idle_connection_timeout: float = DEFAULT_IDLE_CONNECTION_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    # Trust X-Real-Ip and X-Forwarded-For/-Proto: only behind a proxy
+    # that sets them, as any client can send them.
+    behind_proxy: bool = False
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    # None: no authentication.
+    auth: AuthConfig | None = None
 
     @classmethod
     def of(
@@ -44,6 +78,20 @@ class AddressBookConfig:
                      DEFAULT_MAX_BODY_SIZE),
                 'http.max_body_size',
             ),
+            idle_connection_timeout=_seconds(
+                config, 'http.idle_connection_timeout',
+                DEFAULT_IDLE_CONNECTION_TIMEOUT),
+            body_timeout=_seconds(config, 'http.body_timeout',
+                                  DEFAULT_BODY_TIMEOUT),
+            max_header_size=_positive(
+                _get(config, 'http.max_header_size', int,
+                     DEFAULT_MAX_HEADER_SIZE),
+                'http.max_header_size',
+            ),
+            behind_proxy=_get(config, 'http.behind_proxy', bool, False),
+            drain_timeout=_seconds(config, 'http.drain_timeout',
+                                   DEFAULT_DRAIN_TIMEOUT),
+            auth=_auth(config),
         )
 
 
@@ -70,7 +118,8 @@ _MISSING = object()
 
 
 def _get(
-    config: Mapping[str, Any], key: str, kind: type, default: Any = _MISSING
+    config: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+    default: Any = _MISSING,
 ) -> Any:
     value: Any = config
     for part in key.split('.'):
@@ -81,13 +130,63 @@ def _get(
                 raise ConfigError(f"Config '{key}' is missing, "
                                   'and has no default.')
             return default
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ConfigError(f"Config '{key}' must be a {kind.__name__}, "
+    # YAML's true and false are ints to Python: only a bool is a bool.
+    if not isinstance(value, kind) or \
+            isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"Config '{key}' must be a {_kind_name(kind)}, "
                           f'not {value!r}')
     return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return ' or '.join(k.__name__ for k in kind)
+    return kind.__name__
 
 
 def _positive(value: int, key: str) -> int:
     if value <= 0:
         raise ConfigError(f"Config '{key}' must be positive, not {value}")
+    return value
+
+
+def _seconds(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = _get(config, key, (int, float), default)
+    # NaN passes a comparison with zero, and infinity is no timeout.
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"Config '{key}' must be a positive number of "
+                          f'seconds, not {value}')
+    return float(value)
+
+
+def _auth(config: Mapping[str, Any]) -> AuthConfig | None:
+    section = _get(config, 'auth', Mapping, None)
+    if section is None:
+        return None
+    # A misspelt key must not leave the service open by mistake.
+    unknown = sorted(str(key) for key in section if key not in _AUTH_KEYS)
+    if unknown:
+        raise ConfigError(f"Config 'auth.{unknown[0]}' is not a known key; "
+                          'use tokens_file or tokens_file_env')
+    if len(section) != 1:
+        raise ConfigError("Config 'auth' must have one of tokens_file and "
+                          'tokens_file_env')
+    return AuthConfig(
+        tokens_file=_non_empty(config, 'auth.tokens_file'),
+        tokens_file_env=_env_name(config, 'auth.tokens_file_env'),
+    )
+
+
+def _non_empty(config: Mapping[str, Any], key: str) -> str | None:
+    value: str | None = _get(config, key, str, None)
+    if value == '':
+        raise ConfigError(f"Config '{key}' must not be empty")
+    return value
+
+
+def _env_name(config: Mapping[str, Any], key: str) -> str | None:
+    value = _non_empty(config, key)
+    if value is not None and not _ENV_NAME.match(value):
+        raise ConfigError(f"Config '{key}' must be an environment variable "
+                          f'name, not {value!r}')
     return value

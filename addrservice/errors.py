@@ -53,3 +53,16 @@ class StorageUnavailableError(Exception):
 
 class InvalidPagingError(ValueError):
     """A `limit` or `after` query parameter that cannot be used."""
+
+
+class AuthenticationError(Exception):
+    """A request without a valid bearer token; `str()` says what is wrong,
+    never the token.
+
+    `invalid_token` is true when a token was given but is not known, false
+    when none was given or it could not be read.
+    """
+
+    def __init__(self, detail: str, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        self.invalid_token = invalid_token

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import logging.config
+import os
 import re
 import tempfile
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Iterator, TypeVar
 
 import tornado.httpclient
 import tornado.testing
@@ -245,3 +247,19 @@ __all__ = [
     'temporary_store',
     'ticks_while',
 ]
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Run with `values` set in `os.environ` (and so in the environment of
+    child processes started meanwhile); restore it afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -16,17 +16,24 @@ import tornado.web
 from tornado.http1connection import HTTP1Connection
 
 from addrservice import LOGGER_NAME
+from addrservice.auth import BearerTokens, load_tokens
 from addrservice.config import AddressBookConfig
 from addrservice.datamodel import ENTRY_ID_REGEX
 from addrservice.paging import Paging
-from addrservice.service import AddressBookService
+from addrservice.service import AddressBookService, IfMatch
+from addrservice.tornado import etags
 from addrservice.tornado.body import (
     BodyTooLargeError,
     InvalidBodyError,
     RequestBody,
     check_media_type,
 )
-from addrservice.tornado.errors import MappedError, map_error
+from addrservice.tornado.errors import (
+    MappedError,
+    ShuttingDownError,
+    map_error,
+)
+from addrservice.tornado.gate import RequestGate
 from addrservice.utils import logutils, strictjson
 
 ADDRESSBOOK_REGEX = r'/addresses/?'
@@ -38,6 +45,11 @@ PAGING_PARAMS = ('limit', 'after')
 REQUEST_ID_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,128}\Z')
 
 JSON_CONTENT_TYPE = 'application/json; charset=UTF-8'
+
+# The status logged for a request whose connection closed before it was
+# answered (as nginx logs it): no response was sent.
+CONNECTION_CLOSED = 499
+CONNECTION_CLOSED_REASON = 'Connection closed before the response'
 
 # A body length no client reaches: read and discard until the connection
 # closes.
@@ -58,14 +70,22 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         service: AddressBookService,
         config: AddressBookConfig,
         logger: logging.Logger,
+        tokens: BearerTokens | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self.service = service
         self.config = config
-        self._start_request(logger)
+        self.tokens = tokens
+        self._start_request(logger, gate)
 
-    def _start_request(self, logger: logging.Logger) -> None:
+    def _start_request(
+        self, logger: logging.Logger, gate: RequestGate | None
+    ) -> None:
         self.logger = logger
         self._body: RequestBody | None = None
+        self._gate = gate
+        if gate is not None:
+            gate.enter()
         logutils.set_log_context(
             req_id=self.req_id,
             method=self.request.method,
@@ -87,6 +107,8 @@ class BaseRequestHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> Awaitable[None] | None:
         self._log_request()
+        self._refuse_when_closing()
+        self._authenticate()
         if self.request.method in ('POST', 'PUT'):
             check_media_type(self.request.headers.get('Content-Type', ''))
         self._body = RequestBody(self.request.headers,
@@ -96,6 +118,41 @@ class BaseRequestHandler(tornado.web.RequestHandler):
     def _log_request(self) -> None:
         logutils.log(self.logger, logging.DEBUG, **self.log_context,
                      message='REQUEST')
+
+    def _refuse_when_closing(self) -> None:
+        if self._gate is not None and self._gate.closed:
+            raise ShuttingDownError()
+
+    def finish(self, chunk: Any = None) -> Any:
+        if self._gate is not None and self._gate.closed:
+            # The connection is closed once drained: no new request on it.
+            self.set_header('Connection', 'close')
+        return super().finish(chunk)
+
+    def on_finish(self) -> None:
+        self._leave_gate()
+
+    def on_connection_close(self) -> None:
+        if not self._finished:
+            # The client went away, or its body stopped coming within the
+            # body timeout: no response can reach it, and Tornado would
+            # not log the request at all.
+            self.log_context['reason'] = CONNECTION_CLOSED_REASON
+            log_function(self, status=CONNECTION_CLOSED)
+        self._leave_gate()
+        super().on_connection_close()
+
+    def _leave_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.leave()
+            self._gate = None  # once per request, however it ends
+
+    def _authenticate(self) -> None:
+        # Before anything else is checked, so that a client without a
+        # token learns nothing but that it needs one.
+        if self.tokens is not None:
+            self.log_context['auth'] = self.tokens.authenticate(
+                self.request.headers.get('Authorization'))
 
     def _drain_unread_body(self) -> None:
         # An error reply can come before the body is read (405, 413, bad
@@ -153,6 +210,8 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         if mapped is None:
             return {}
         self.set_status(mapped.status, reason=mapped.reason)
+        for name, value in mapped.headers.items():
+            self.set_header(name, value)  # send_error() cleared them
         return dict(mapped.fields)
 
     def _add_trace(self, exc_info: Any, body: dict[str, Any]) -> None:
@@ -182,14 +241,16 @@ class DefaultRequestHandler(BaseRequestHandler):
     SUPPORTED_METHODS = _AnyMethod()
 
     def initialize(  # type: ignore[override]  # the tutorial's signature
-        self, status_code: int, message: str, logger: logging.Logger
+        self, status_code: int, message: str, logger: logging.Logger,
+        gate: RequestGate | None = None,
     ) -> None:
-        self._start_request(logger)
+        self._start_request(logger, gate)
         self.set_status(status_code, reason=message)
 
     def prepare(self) -> Awaitable[None] | None:
         # An unknown path is the error to report, whatever the body.
         self._log_request()
+        self._refuse_when_closing()
         raise tornado.web.HTTPError(self._status_code, reason=self._reason)
 
 
@@ -210,28 +271,45 @@ class AddressBookRequestHandler(BaseRequestHandler):
         await self.get()  # Tornado sends the headers without the body
 
     async def post(self) -> None:
-        id = await self.service.create_address(self.json_body())
+        id, tag = await self.service.create_tagged_address(self.json_body())
         self.set_status(201)
         self.set_header('Location',
                         ADDRESSBOOK_ENTRY_URI_FORMAT_STR.format(id=id))
+        self.set_header('ETag', etags.format_etag(tag))
 
 
 class AddressBookEntryRequestHandler(BaseRequestHandler):
+    """One entry, with its version as the ETag: `PUT` and `DELETE` with
+    `If-Match` change it only while it is at a version the client names
+    (else 412), and `GET` with `If-None-Match` answers 304 while it is
+    unchanged."""
+
     SUPPORTED_METHODS = ('GET', 'HEAD', 'PUT', 'DELETE')
 
     async def get(self, id: str) -> None:
-        self.write_json(await self.service.get_address(id))
+        entry, tag = await self.service.get_tagged_address(id)
+        self.set_header('ETag', etags.format_etag(tag))
+        if self.check_etag_header():
+            self.set_status(304)
+            return
+        self.write_json(entry)
 
     async def head(self, id: str) -> None:
         await self.get(id)  # Tornado sends the headers without the body
 
     async def put(self, id: str) -> None:
-        await self.service.update_address(id, self.json_body())
+        tag = await self.service.update_address(
+            id, self.json_body(), self._if_match())
+        self.set_header('ETag', etags.format_etag(tag))
         self.set_status(204)
 
     async def delete(self, id: str) -> None:
-        await self.service.delete_address(id)
+        await self.service.delete_address(id, self._if_match())
         self.set_status(204)
+
+    def _if_match(self) -> IfMatch | None:
+        values = self.request.headers.get_list('If-Match')
+        return etags.parse_if_match(values) if values else None
 
 
 def _next_link(paging: Paging, after: str) -> str:
@@ -239,13 +317,22 @@ def _next_link(paging: Paging, after: str) -> str:
     return f'<{ADDRESSBOOK_URI}?{query}>; rel="next"'
 
 
-def log_function(handler: tornado.web.RequestHandler) -> None:
-    """Write the request's canonical RESPONSE line, then clear its context."""
+def log_function(
+    handler: tornado.web.RequestHandler, status: int | None = None
+) -> None:
+    """Write the request's canonical RESPONSE line, then clear its context.
+
+    Once per request: a request logged when its connection closed is not
+    logged again if its handler finishes later.
+    """
+    if getattr(handler, '_canonical_line_written', False):
+        return
+    handler._canonical_line_written = True  # type: ignore[attr-defined]
     logger = getattr(handler, 'logger', logging.getLogger(LOGGER_NAME))
     context = getattr(handler, 'log_context', None)
     if context is None:
         context = logutils.get_log_context()
-    status = handler.get_status()
+    status = handler.get_status() if status is None else status
     logutils.log(
         logger, _level(status), **context,
         message='RESPONSE',
@@ -265,15 +352,19 @@ def make_addrservice_app(
     config: Mapping[str, Any] | AddressBookConfig,
     debug: bool,
     logger: logging.Logger,
+    gate: RequestGate | None = None,
 ) -> tuple[AddressBookService, tornado.web.Application]:
     """Build the service and the Tornado app that serves it.
 
     `debug` adds the traceback to error bodies. The caller starts and
-    stops the service.
+    stops the service; a server that drains on shutdown passes the
+    `gate` every request goes through.
     """
     config = AddressBookConfig.of(config)
+    tokens = None if config.auth is None else load_tokens(config.auth)
     service = AddressBookService(config, logger)
-    handler_args = dict(service=service, config=config, logger=logger)
+    handler_args = dict(service=service, config=config, logger=logger,
+                        tokens=tokens, gate=gate)
     app = tornado.web.Application(
         [
             (ADDRESSBOOK_REGEX, AddressBookRequestHandler, handler_args),
@@ -285,7 +376,8 @@ def make_addrservice_app(
         serve_traceback=debug,
         default_handler_class=DefaultRequestHandler,
         default_handler_args=dict(
-            status_code=404, message='Unknown Endpoint', logger=logger
+            status_code=404, message='Unknown Endpoint', logger=logger,
+            gate=gate,
         ),
     )
     return service, app

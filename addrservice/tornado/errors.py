@@ -8,11 +8,13 @@ from typing import Any
 from addrservice.errors import (
     AddressExistsError,
     AddressNotFoundError,
+    AuthenticationError,
     InvalidEntryError,
     InvalidIdError,
     InvalidPagingError,
     SchemaValidationError,
     StorageUnavailableError,
+    VersionConflictError,
 )
 from addrservice.tornado.body import (
     BodyTooLargeError,
@@ -20,7 +22,13 @@ from addrservice.tornado.body import (
     UnsupportedEncodingError,
     UnsupportedMediaTypeError,
 )
+from addrservice.tornado.etags import InvalidPreconditionError
 from addrservice.utils.strictjson import InvalidJSONError
+
+
+class ShuttingDownError(Exception):
+    """A request that arrived while the server drains for shutdown."""
+
 
 # status, and the reason phrase; None takes the reason from str(exc),
 # as the tutorial's 404 does ("'<id>'").
@@ -31,12 +39,16 @@ ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
     InvalidEntryError: (400, 'Invalid address entry'),
     InvalidIdError: (400, 'Invalid id'),
     InvalidPagingError: (400, 'Invalid paging parameter'),
+    InvalidPreconditionError: (400, 'Invalid If-Match header'),
+    AuthenticationError: (401, 'Unauthorized'),
     AddressNotFoundError: (404, None),
     AddressExistsError: (409, 'Address already exists'),
+    VersionConflictError: (412, 'Precondition Failed'),
     BodyTooLargeError: (413, 'Request body too large'),
     UnsupportedEncodingError: (415, 'Unsupported Content-Encoding'),
     UnsupportedMediaTypeError: (415, 'Unsupported Media Type'),
     StorageUnavailableError: (503, 'Storage Unavailable'),
+    ShuttingDownError: (503, 'Shutting Down'),
 }
 
 
@@ -45,6 +57,7 @@ class MappedError:
     status: int
     reason: str
     fields: dict[str, Any]
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def map_error(exc: BaseException) -> MappedError | None:
@@ -52,8 +65,17 @@ def map_error(exc: BaseException) -> MappedError | None:
     for cls in type(exc).__mro__:
         if cls in ERROR_STATUS:
             status, reason = ERROR_STATUS[cls]
-            return MappedError(status, reason or str(exc), _fields(exc))
+            return MappedError(status, reason or str(exc), _fields(exc),
+                               _headers(exc))
     return None
+
+
+def _headers(exc: BaseException) -> dict[str, str]:
+    """Headers the error needs, as RFC 6750 asks of a 401."""
+    if isinstance(exc, AuthenticationError):
+        error = ', error="invalid_token"' if exc.invalid_token else ''
+        return {'WWW-Authenticate': f'Bearer realm="addrservice"{error}'}
+    return {}
 
 
 def _fields(exc: BaseException) -> dict[str, Any]:
@@ -61,7 +83,7 @@ def _fields(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SchemaValidationError):
         return {'detail': exc.detail, 'path': exc.path}
     if isinstance(exc, (AddressExistsError, AddressNotFoundError,
-                        StorageUnavailableError)):
+                        StorageUnavailableError, VersionConflictError)):
         # A store's message names its file or server: for the log only.
         return {}
     return {'detail': str(exc)} if str(exc) else {}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import logging.config
 import signal
@@ -53,6 +54,7 @@ from addrservice.database.base import AbstractAddressBookDB
 from addrservice.database.db_engines import create_addressbook_db
 from addrservice.errors import StorageUnavailableError
 from addrservice.tornado.app import make_addrservice_app
+from addrservice.tornado.gate import RequestGate
 from addrservice.tornado.workers import (
     STOP_SIGNALS,
     Supervisor,
@@ -121,13 +123,19 @@ async def run_server(
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly.
 
+    On the signal, stop accepting connections and refuse new requests on
+    open ones (503), let the requests in flight finish (for at most
+    `drain_timeout` seconds; a second Ctrl-C cuts that short), then close
+    the connections and the store.
+
     As one of several `worker`s, bind the port with `SO_REUSEPORT`, name
     the worker in the log lines, and stop too when the supervisor is gone.
     """
     loop = asyncio.get_running_loop()
     loop.set_task_factory(logutils.task_factory)
     logger = logging.getLogger(LOGGER_NAME)
-    service, app = make_addrservice_app(config, debug, logger)
+    gate = RequestGate()
+    service, app = make_addrservice_app(config, debug, logger, gate)
     # The store is opened before the port is bound: a server that cannot
     # reach its database never accepts a connection.
     await service.open()
@@ -139,10 +147,13 @@ async def run_server(
         _listen(http_server, port, address, reuse_port=worker is not None)
         logutils.log(logger, logging.INFO, message='STARTING',
                      service_name=config.service_name, port=port, **fields)
-        await _until_signalled(loop, worker, logger)
+        interrupted = await _until_signalled(loop, worker, logger)
         logutils.log(logger, logging.INFO, message='SHUTTING DOWN',
-                     service_name=config.service_name, **fields)
+                     service_name=config.service_name,
+                     in_flight=gate.in_flight, **fields)
         http_server.stop()
+        gate.close()
+        await _drain(gate, config.drain_timeout, interrupted, logger)
         await http_server.close_all_connections()
     finally:
         await service.close()
@@ -175,22 +186,40 @@ def _cannot_listen(port: int, address: str, error: OSError) -> OSError:
                    f'{error.strerror or error}')
 
 
+# A body size no client reaches (the app's limit is what applies).
+_NO_BODY_LIMIT = 2 ** 62
+
+
 def http_server_options(config: AddressBookConfig) -> dict[str, Any]:
     """Options of the HTTP server, shared with the tests' server."""
     return dict(
         # The app decodes gzip bodies itself, within its size limit, so
         # that a bad one gets the JSON error body and its log line.
         decompress_request=False,
-        # The app refuses bodies over its own limit with a JSON 413;
-        # Tornado's limit only has to stay out of its way.
-        max_body_size=max(config.max_body_size, 100 * 1024 * 1024),
+        # The app refuses bodies over its own limit with a JSON 413, as
+        # they stream in. Tornado's limit must stay out of its way: it
+        # refuses a chunk whose announced size goes over it before the
+        # app sees a byte, with a bare 400.
+        max_body_size=_NO_BODY_LIMIT,
+        # Tornado's default keeps an idle connection for an hour; the
+        # same timeout also bounds the time to send a request's headers.
+        idle_connection_timeout=config.idle_connection_timeout,
+        # The whole body must arrive within this, however it trickles in.
+        body_timeout=config.body_timeout,
+        max_header_size=config.max_header_size,
+        # Tornado then takes the client's address and scheme from
+        # X-Real-Ip, X-Forwarded-For and X-Forwarded-Proto, which any
+        # client can send: only a proxy that sets them may be trusted.
+        xheaders=config.behind_proxy,
     )
 
 
 async def _until_signalled(
     loop: asyncio.AbstractEventLoop, worker: Worker | None,
     logger: logging.Logger,
-) -> None:
+) -> asyncio.Event:
+    """Wait for the first stop signal; return the event a second one sets
+    (never, for a worker)."""
     stop = asyncio.Event()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
@@ -200,13 +229,28 @@ async def _until_signalled(
         # worker was starting is not lost; it is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     await stop.wait()
-    if worker is not None:
-        # Ctrl-C reaches every process of the group and the supervisor
-        # forwards it too: a second signal must not kill this worker once
-        # the loop has put the default handlers back.
-        for signum in STOP_SIGNALS:
+    again = asyncio.Event()
+    for signum in STOP_SIGNALS:
+        if worker is None:
+            loop.add_signal_handler(signum, again.set)
+        else:
+            # Ctrl-C reaches every process of the group and the
+            # supervisor forwards it too: a worker counts it once.
             loop.remove_signal_handler(signum)
             signal.signal(signum, signal.SIG_IGN)
+    return again
+
+
+async def _drain(
+    gate: RequestGate, timeout: float, interrupted: asyncio.Event,
+    logger: logging.Logger,
+) -> None:
+    """Wait for the requests in flight; log those left behind."""
+    left = await gate.drain(timeout, interrupted)
+    if left:
+        logutils.log(logger, logging.WARNING, message='DRAIN CUT SHORT',
+                     in_flight=left, drain_timeout=timeout,
+                     interrupted=interrupted.is_set())
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -221,6 +265,7 @@ def main(args: Sequence[str] | None = None) -> None:
             config = load_config(options.config.read())
         if config.logging is not None:
             logging.config.dictConfig(dict(config.logging))
+        _warn_if_open(config, options.address)
         if options.workers == 1:
             asyncio.run(run_server(config, options.port, options.address,
                                    options.debug))
@@ -233,6 +278,26 @@ def main(args: Sequence[str] | None = None) -> None:
         # the store, which can wait for a database or a lock.
         print('addrservice: interrupted while starting', file=sys.stderr)
         sys.exit(_INTERRUPTED)
+
+
+def _warn_if_open(config: AddressBookConfig, address: str) -> None:
+    """Say so when anyone on the network can change the address book."""
+    if config.auth is None and not _is_loopback(address):
+        logutils.log(
+            logging.getLogger(LOGGER_NAME), logging.WARNING,
+            message='OPEN WITHOUT AUTH', address=address or '*',
+            detail='auth is off and the server listens beyond this '
+            'machine: anyone who reaches the port can read and change every '
+            'entry; set auth.tokens_file, or listen on localhost')
+
+
+def _is_loopback(address: str) -> bool:
+    if address == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # all interfaces (''), or a host name
+        return False
 
 
 def _serve_in_workers(

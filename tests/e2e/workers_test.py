@@ -11,6 +11,8 @@ is killed when the test ends, whatever happened.
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import os
 import signal
 import socket
@@ -167,6 +169,37 @@ class SharedPortContract:
                          set(pids.values()))
         self.assertEqual(server.stderr, '')
         self.assert_nothing_left()
+
+    def test_conditional_updates_across_workers(
+        self: Any,  # a WorkersTestCase
+    ) -> None:
+        """Clients on separate connections (so, workers) each read, change
+        and PUT one entry with If-Match, retrying on 412: every update
+        is in the final entry; the checks hold across processes."""
+        server = self.start_workers()
+        uri = self.create(server, b'{"full_name": "start"}')
+        clients = 20
+
+        def client(mark: str) -> None:
+            while True:
+                r = server.request('GET', uri)
+                entry = r.json()
+                entry['full_name'] += f' {mark}'
+                r = server.request('PUT', uri, json.dumps(entry).encode(),
+                                   {'If-Match': r.headers['ETag']})
+                if r.status == 204:
+                    return
+                self.assertEqual(r.status, 412, r.body)
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, [f'c{i}' for i in range(clients)]))
+        final = server.request('GET', uri).json()
+        self.assertEqual(sorted(final['full_name'].split()[1:]),
+                         sorted(f'c{i}' for i in range(clients)))
+        applied = [f['process'] for f in self.log_lines()
+                   if f['method'] == 'PUT' and f['status'] == '204']
+        self.assertEqual(len(applied), clients)
+        self.assertGreater(len(set(applied)), 1)  # by several workers
 
 
 class FsWorkersTest(SharedPortContract, WorkersTestCase):

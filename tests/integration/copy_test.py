@@ -284,10 +284,13 @@ class RacingDestination(InMemoryAddressBookDB):
             self.rival = None
         return await super().create_address(addr, nickname)
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         if nickname == self.contested and nickname in self.db:
             await self.delete_address(nickname)
-        return await super().update_address(nickname, addr)
+        return await super().update_address(nickname, addr, expected_version)
 
 
 class FailingDestination(InMemoryAddressBookDB):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import tempfile
@@ -203,6 +204,154 @@ class AddressBookEndpointsContract(AddressServiceTornadoAppTestSetup):
                     self.assertEqual(r.code, 404)
                     self.assertEqual(self.json_of(r)['code'], 404)
         self.assertEqual(len(self.assert_store_intact()), 1)
+
+    # Optimistic concurrency: the version as ETag, If-Match, If-None-Match.
+
+    def etag_of(self, id: str) -> str:
+        r = self.fetch(f'/addresses/{id}')
+        self.assertEqual(r.code, 200)
+        return str(r.headers['ETag'])
+
+    def test_etag_follows_the_version(self) -> None:
+        """POST, GET, HEAD and PUT give the entry version's strong ETag, in
+        the tutorial's form; each update changes it, and no two entries
+        share one."""
+        r = self.request('POST', '/addresses', self.addr0)
+        created = r.headers['ETag']
+        self.assertRegex(created, r'^"[0-9a-f]{40}"$')
+        id = r.headers['Location'].rsplit('/', 1)[1]
+        self.assertEqual(self.etag_of(id), created)
+        r = self.request('HEAD', f'/addresses/{id}')
+        self.assertEqual((r.code, r.headers['ETag']), (200, created))
+        tags = {created}
+        for _ in range(2):
+            r = self.request('PUT', f'/addresses/{id}', self.addr1)
+            self.assertEqual(r.code, 204)
+            self.assertEqual(self.etag_of(id), r.headers['ETag'])
+            tags.add(r.headers['ETag'])
+        other = self.create(self.addr0)
+        tags.add(self.etag_of(other))
+        self.assertEqual(len(tags), 4)
+
+    def test_put_if_match(self) -> None:
+        """PUT with the current tag applies; with a stale one it is 412
+        with the JSON error body and changes nothing."""
+        id = self.create(self.addr0)
+        first = self.etag_of(id)
+        r = self.request('PUT', f'/addresses/{id}', self.addr1,
+                         headers={'If-Match': first})
+        self.assertEqual(r.code, 204)
+        second = r.headers['ETag']
+        other = self.etag_of(self.create(self.addr1))
+        for stale in (first, other, f'W/{second}', f'{first}, {other}',
+                      '"x"'):
+            r = self.request('PUT', f'/addresses/{id}', self.addr0,
+                             headers={'If-Match': stale})
+            self.assert_error(r, 412, 'Precondition Failed')
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         self.addr1)
+        self.assertEqual(self.etag_of(id), second)
+        r = self.request('PUT', f'/addresses/{id}', self.addr0,
+                         headers={'If-Match': f'{first}, {second}'})
+        self.assertEqual(r.code, 204)
+        third = r.headers['ETag']
+        self.assertEqual(self.etag_of(id), third)
+        r = self.request('PUT', f'/addresses/{id}', self.addr1,
+                         headers={'If-Match': '*'})
+        self.assertEqual(r.code, 204)
+        self.assertNotIn(self.etag_of(id), (first, second, third))
+
+    def test_delete_if_match(self) -> None:
+        """DELETE with a stale tag is 412 and keeps the entry; with the
+        current tag it deletes."""
+        id = self.create(self.addr0)
+        first = self.etag_of(id)
+        self.request('PUT', f'/addresses/{id}', self.addr1)
+        r = self.request('DELETE', f'/addresses/{id}',
+                         headers={'If-Match': first})
+        self.assert_error(r, 412, 'Precondition Failed')
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         self.addr1)
+        r = self.request('DELETE', f'/addresses/{id}',
+                         headers={'If-Match': self.etag_of(id)})
+        self.assertEqual(r.code, 204)
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_if_match_on_a_missing_entry(self) -> None:
+        """Any If-Match, * included, on an entry that is not there is 412,
+        and creates nothing."""
+        gone = self.create(self.addr0)
+        tag = self.etag_of(gone)
+        self.request('DELETE', f'/addresses/{gone}')
+        for method, body in (('PUT', self.addr0), ('DELETE', None)):
+            for value in ('*', tag):
+                r = self.request(method, f'/addresses/{gone}', body,
+                                 headers={'If-Match': value})
+                self.assert_error(r, 412, 'Precondition Failed')
+        self.assertEqual(self.assert_store_intact(), {})
+
+    def test_malformed_if_match(self) -> None:
+        """An If-Match that is not * or quoted tags is 400, naming it."""
+        id = self.create(self.addr0)
+        for value in ('1', '"1', '"1" "2"', '*, "1"', ','):
+            r = self.request('PUT', f'/addresses/{id}', self.addr1,
+                             headers={'If-Match': value})
+            body = self.assert_error(r, 400, 'Invalid If-Match header')
+            self.assertIn(repr(value), body['detail'])
+        self.assertEqual(self.json_of(self.fetch(f'/addresses/{id}')),
+                         self.addr0)
+
+    def test_if_none_match(self) -> None:
+        """GET with the current tag is 304 without a body; once the entry
+        changes, 200 with it."""
+        id = self.create(self.addr0)
+        first = self.etag_of(id)
+        r = self.request('GET', f'/addresses/{id}',
+                         headers={'If-None-Match': first})
+        self.assertEqual((r.code, r.body, r.headers['ETag']),
+                         (304, b'', first))
+        self.request('PUT', f'/addresses/{id}', self.addr1)
+        r = self.request('GET', f'/addresses/{id}',
+                         headers={'If-None-Match': first})
+        self.assertEqual(r.code, 200)
+        self.assertNotEqual(r.headers['ETag'], first)
+        self.assertEqual(self.json_of(r), self.addr1)
+
+    def test_read_modify_write_clients(self) -> None:
+        """Clients that each read, change and PUT with If-Match, retrying
+        on 412: every acknowledged update is in the final entry, and the
+        version counts them."""
+        id = self.create({'full_name': 'start'})
+        clients = 20
+
+        async def client(mark: str) -> int:
+            refused = 0
+            while True:
+                r = await self.http_client.fetch(
+                    self.get_url(f'/addresses/{id}'))
+                entry = json.loads(r.body)
+                entry['full_name'] += f' {mark}'
+                r = await self.http_client.fetch(
+                    self.get_url(f'/addresses/{id}'), method='PUT',
+                    body=json.dumps(entry), raise_error=False,
+                    headers={'If-Match': r.headers['ETag']})
+                if r.code == 204:
+                    return refused
+                self.assertEqual(r.code, 412, r.body)
+                refused += 1
+
+        async def all_clients() -> list[int]:
+            return await asyncio.gather(
+                *(client(f'c{i}') for i in range(clients)))
+
+        refusals = self.io_loop.run_sync(all_clients, timeout=60)
+        final = self.json_of(self.fetch(f'/addresses/{id}'))
+        self.assertEqual(sorted(final['full_name'].split()[1:]),
+                         sorted(f'c{i}' for i in range(clients)))
+        stored = self.io_loop.run_sync(
+            lambda: self.service.addr_db.read_entry(id))
+        self.assertEqual(stored.version, clients + 1)
+        self.assertGreater(sum(refusals), 0)  # the clients did collide
 
     def create_named(self, count: int) -> list[str]:
         """POST `count` entries; their ids in id order."""

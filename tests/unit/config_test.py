@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from addrservice.config import (
     DEFAULT_MAX_BODY_SIZE,
     AddressBookConfig,
+    AuthConfig,
     ConfigError,
     load_config,
 )
@@ -143,6 +144,167 @@ class FromMappingTest(unittest.TestCase):
                                  'Config must be a mapping of sections')
 
 
+class HttpSectionTest(unittest.TestCase):
+    """Timeouts, header size and proxy trust, from the http section."""
+
+    SECONDS = ('idle_connection_timeout', 'body_timeout', 'drain_timeout')
+
+    def read(self, **http: Any) -> AddressBookConfig:
+        return AddressBookConfig.from_mapping({**MINIMAL, 'http': http})
+
+    def assert_refused(self, message: str, **http: Any) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            self.read(**http)
+        self.assertEqual(str(cm.exception), message)
+
+    def test_defaults(self) -> None:
+        """Without the keys: 60 s idle, 30 s body, 64 KiB headers, no
+        proxy, 10 s drain."""
+        config = AddressBookConfig.from_mapping(MINIMAL)
+        self.assertEqual(
+            (config.idle_connection_timeout, config.body_timeout,
+             config.max_header_size, config.behind_proxy,
+             config.drain_timeout),
+            (60.0, 30.0, 65536, False, 10.0))
+
+    def test_every_key_is_read(self) -> None:
+        """Each http key lands in its attribute."""
+        config = self.read(idle_connection_timeout=5, body_timeout=2.5,
+                           max_header_size=8192, behind_proxy=True,
+                           drain_timeout=0.5)
+        self.assertEqual(
+            (config.idle_connection_timeout, config.body_timeout,
+             config.max_header_size, config.behind_proxy,
+             config.drain_timeout),
+            (5.0, 2.5, 8192, True, 0.5))
+
+    def test_seconds_are_floats(self) -> None:
+        """Whole seconds are read as floats, so 2 and 2.0 are one config."""
+        for key in self.SECONDS:
+            with self.subTest(key=key):
+                value = getattr(self.read(**{key: 2}), key)
+                self.assertIsInstance(value, float)
+                self.assertEqual(self.read(**{key: 2}),
+                                 self.read(**{key: 2.0}))
+
+    def test_seconds_of_wrong_type(self) -> None:
+        """A string, bool, null or list is refused, naming the key."""
+        for key in self.SECONDS:
+            for value in ('30', True, None, [30]):
+                with self.subTest(key=key, value=value):
+                    self.assert_refused(
+                        f"Config 'http.{key}' must be a int or float, "
+                        f'not {value!r}', **{key: value})
+
+    def test_seconds_not_positive_or_not_finite(self) -> None:
+        """Zero, negative, infinite or NaN seconds are refused."""
+        for key in self.SECONDS:
+            for value in (0, -1, -0.5, float('inf'), float('nan')):
+                with self.subTest(key=key, value=value):
+                    self.assert_refused(
+                        f"Config 'http.{key}' must be a positive number of "
+                        f'seconds, not {value}', **{key: value})
+
+    def test_max_header_size(self) -> None:
+        """http.max_header_size must be a positive int."""
+        self.assert_refused(
+            "Config 'http.max_header_size' must be positive, not 0",
+            max_header_size=0)
+        for value in (1024.0, '1024', True):
+            with self.subTest(value=value):
+                self.assert_refused(
+                    "Config 'http.max_header_size' must be a int, "
+                    f'not {value!r}', max_header_size=value)
+
+    def test_behind_proxy_must_be_a_bool(self) -> None:
+        """Only true or false turn proxy trust on or off."""
+        for value in (1, 0, 'true', 'no', None):
+            with self.subTest(value=value):
+                self.assert_refused(
+                    "Config 'http.behind_proxy' must be a bool, "
+                    f'not {value!r}', behind_proxy=value)
+
+    def test_yaml_booleans(self) -> None:
+        """YAML's true/false (and yes/no) are read as bools."""
+        for text, value in (('true', True), ('false', False),
+                            ('yes', True), ('no', False)):
+            with self.subTest(text=text):
+                config = load_config('addr-db: {memory: null}\n'
+                                     f'http: {{behind_proxy: {text}}}\n')
+                self.assertIs(config.behind_proxy, value)
+
+
+class AuthSectionTest(unittest.TestCase):
+    """The auth section names the tokens file, or the variable naming it."""
+
+    def read(self, auth: Any) -> AddressBookConfig:
+        return AddressBookConfig.from_mapping({**MINIMAL, 'auth': auth})
+
+    def assert_refused(self, auth: Any, message: str) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            self.read(auth)
+        self.assertEqual(str(cm.exception), message)
+
+    def test_off_by_default(self) -> None:
+        """Without an auth section there is no authentication."""
+        self.assertIsNone(AddressBookConfig.from_mapping(MINIMAL).auth)
+
+    def test_tokens_file(self) -> None:
+        """auth.tokens_file is read as the path of the tokens file."""
+        self.assertEqual(self.read({'tokens_file': '/etc/book/tokens'}).auth,
+                         AuthConfig(tokens_file='/etc/book/tokens'))
+
+    def test_tokens_file_env(self) -> None:
+        """auth.tokens_file_env is kept as the variable's name, unread."""
+        config = self.read({'tokens_file_env': 'BOOK_TOKENS'})
+        self.assertEqual(config.auth,
+                         AuthConfig(tokens_file_env='BOOK_TOKENS'))
+
+    def test_one_of_the_two(self) -> None:
+        """Both keys, or neither, is refused."""
+        message = ("Config 'auth' must have one of tokens_file and "
+                   'tokens_file_env')
+        self.assert_refused({}, message)
+        self.assert_refused({'tokens_file': '/t', 'tokens_file_env': 'T'},
+                            message)
+
+    def test_unknown_key(self) -> None:
+        """A misspelt key is refused rather than leaving auth half set."""
+        self.assert_refused(
+            {'tokens_file': '/t', 'token_file': '/u'},
+            "Config 'auth.token_file' is not a known key; use tokens_file "
+            'or tokens_file_env')
+
+    def test_wrong_types(self) -> None:
+        """A section or value of the wrong type is refused, naming it."""
+        self.assert_refused(None, "Config 'auth' must be a Mapping, "
+                                  'not None')
+        self.assert_refused('/etc/book/tokens',
+                            "Config 'auth' must be a Mapping, not "
+                            "'/etc/book/tokens'")
+        self.assert_refused({'tokens_file': 42},
+                            "Config 'auth.tokens_file' must be a str, not 42")
+        self.assert_refused({'tokens_file_env': ['T']},
+                            "Config 'auth.tokens_file_env' must be a str, "
+                            "not ['T']")
+
+    def test_empty_values(self) -> None:
+        """An empty path or variable name is refused."""
+        for key in ('tokens_file', 'tokens_file_env'):
+            with self.subTest(key=key):
+                self.assert_refused({key: ''},
+                                    f"Config 'auth.{key}' must not be empty")
+
+    def test_variable_name(self) -> None:
+        """tokens_file_env must be a name, not a path or a $ reference."""
+        for value in ('$TOKENS', '/etc/tokens', '1TOKENS', 'A-B'):
+            with self.subTest(value=value):
+                self.assert_refused(
+                    {'tokens_file_env': value},
+                    "Config 'auth.tokens_file_env' must be an environment "
+                    f'variable name, not {value!r}')
+
+
 class LoadConfigTest(unittest.TestCase):
     def test_yaml_text(self) -> None:
         """YAML text is parsed and checked into a config."""
@@ -205,6 +367,12 @@ class RepositoryConfigsTest(unittest.TestCase):
                 self.assertEqual(config.service_name, 'Address Book')
                 self.assertEqual(config.max_body_size, 1048576)
                 self.assertIsNotNone(config.logging)
+
+    def test_local_configs_have_auth_off(self) -> None:
+        """The tutorial's configs serve on localhost without tokens."""
+        for name in self.NAMES:
+            with self.subTest(name):
+                self.assertIsNone(_repo_config(name).auth)
 
     def test_fs_config_names_the_fs_engine(self) -> None:
         """addressbook-fs.yaml configures the filesystem engine."""

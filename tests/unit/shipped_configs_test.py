@@ -6,7 +6,9 @@ import os
 import subprocess
 import unittest
 
-from addrservice.config import AddressBookConfig, load_config
+import yaml
+
+from addrservice.config import AddressBookConfig, AuthConfig, load_config
 from addrservice.database.db_engines import ENGINES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -31,6 +33,7 @@ class ShippedConfigsTest(unittest.TestCase):
             'addressbook-fs.yaml': 'fs',
             'addressbook-sqlite.yaml': 'sqlite',
             'addressbook-postgres.yaml': 'postgres',
+            'addressbook-production.yaml': 'sqlite',
         })
         self.assertEqual(set(engines.values()), set(ENGINES))
 
@@ -53,6 +56,37 @@ class ShippedConfigsTest(unittest.TestCase):
             'dsn': 'postgresql://postgres@127.0.0.1:5432/postgres',
             'schema': 'addrservice', 'min_size': 1, 'max_size': 10,
         })
+
+    def test_only_the_production_config_needs_tokens(self) -> None:
+        """Auth is off in the configs for one machine, on in production's,
+        through a variable naming the tokens file."""
+        auth = {name: shipped(name).auth
+                for name in os.listdir(CONFIGS) if name.endswith('.yaml')}
+        self.assertEqual(auth.pop('addressbook-production.yaml'),
+                         AuthConfig(tokens_file_env='ADDRSERVICE_TOKENS_FILE'))
+        self.assertEqual(set(auth.values()), {None})
+
+    def test_production_config(self) -> None:
+        """The production example states its limits and timeouts, keeps
+        SQLite and its log out of the repository, and rotates from
+        outside."""
+        with open(os.path.join(CONFIGS, 'addressbook-production.yaml'),
+                  encoding='utf-8') as f:
+            raw = yaml.safe_load(f)
+        self.assertEqual(raw['http'], {
+            'max_body_size': 1048576, 'max_header_size': 65536,
+            'idle_connection_timeout': 60, 'body_timeout': 30,
+            'drain_timeout': 10})
+        config = shipped('addressbook-production.yaml')
+        self.assertFalse(config.behind_proxy)
+        self.assertEqual(config.addr_db, {
+            'sqlite': '/var/lib/addrservice/addressbook.sqlite3'})
+        assert config.logging is not None
+        file_handler = config.logging['handlers']['file']
+        self.assertEqual(file_handler['class'],
+                         'logging.handlers.WatchedFileHandler')
+        self.assertEqual(file_handler['filename'],
+                         '/var/log/addrservice/addrservice.log')
 
 
 if __name__ == '__main__':

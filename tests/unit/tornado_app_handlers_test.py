@@ -456,17 +456,22 @@ class UnreachableDB(InMemoryAddressBookDB):
 class SlowDB(InMemoryAddressBookDB):
     """A store whose every operation takes a random few milliseconds."""
 
-    async def read_address(self, nickname: str) -> AddressEntry:
+    async def read_entry(self, nickname: str) -> StoredEntry:
         await asyncio.sleep(random.uniform(0, 0.02))
-        return await super().read_address(nickname)
+        return await super().read_entry(nickname)
 
-    async def update_address(self, nickname: str, addr: AddressEntry) -> int:
+    async def update_address(
+        self, nickname: str, addr: AddressEntry,
+        expected_version: int | None = None,
+    ) -> int:
         await asyncio.sleep(random.uniform(0, 0.02))
-        return await super().update_address(nickname, addr)
+        return await super().update_address(nickname, addr, expected_version)
 
-    async def delete_address(self, nickname: str) -> None:
+    async def delete_address(
+        self, nickname: str, expected_version: int | None = None
+    ) -> None:
         await asyncio.sleep(random.uniform(0, 0.02))
-        await super().delete_address(nickname)
+        await super().delete_address(nickname, expected_version)
 
 
 class InterleavedRequestsTest(AddressServiceTornadoAppTestSetup):

@@ -43,21 +43,28 @@ SLOW = settings(max_examples=100, deadline=None,
 
 
 def mutate(document: Any, path: list[Any], value: Any) -> Any:
-    """`document` with the part at `path` (as far as it goes) replaced."""
+    """`document` with the part at `path` replaced by `value`, or as it
+    is where `path` leads nowhere (names index objects, numbers lists)."""
     mutated = copy.deepcopy(document)
     node = mutated
     for step in path[:-1]:
-        if isinstance(node, dict) and step in node:
-            node = node[step]
-        elif isinstance(node, list) and node:
-            node = node[step % len(node)]
-        else:
+        node = _child(node, step)
+        if node is None:
             return mutated
-    if isinstance(node, dict) and isinstance(path[-1], str):
-        node[path[-1]] = value
-    elif isinstance(node, list) and node:
-        node[path[-1] % len(node)] = value
+    last = path[-1]
+    if isinstance(node, dict) and isinstance(last, str):
+        node[last] = value
+    elif isinstance(node, list) and node and isinstance(last, int):
+        node[last % len(node)] = value
     return mutated
+
+
+def _child(node: Any, step: Any) -> Any:
+    if isinstance(node, dict) and isinstance(step, str):
+        return node.get(step)
+    if isinstance(node, list) and node and isinstance(step, int):
+        return node[step % len(node)]
+    return None
 
 
 class DifferentialTest(unittest.TestCase):
