@@ -5,7 +5,8 @@ updates and deletes only its own entries, and records what the server
 acknowledged and the one write, if any, that was still in flight when it
 stopped. Every document it sends is distinct (its full name carries the
 writer's name and a sequence number), so a stored entry shows which
-write it came from; entries are compared by `fingerprint`.
+write it came from. Journals hold whole documents, which the tests
+compare whole; `fingerprint` names one in a message.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 import re
 import threading
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from tests.e2e.fs_writer import LARGE_EVERY, canonical_sha, make_document
 
@@ -26,6 +27,8 @@ JSON_HEADERS = {'Content-Type': 'application/json'}
 TIMEOUT_S = 10.0
 # A writer keeps at least this many entries of its own to update.
 MIN_LIVE = 3
+
+Document = dict[str, Any]
 
 
 def fingerprint(document: Any) -> str:
@@ -57,17 +60,13 @@ class Write(NamedTuple):
 
     method: str
     entry_id: str | None
-    document: dict[str, Any] | None
-
-    @property
-    def fingerprint(self) -> str | None:
-        return None if self.document is None else fingerprint(self.document)
+    document: Document | None
 
 
 class Writer(threading.Thread):
     """Writes to the server on `port` until `stop`, `writes` or `deadline`.
 
-    `acked` maps each of its entry ids to the fingerprint of its last
+    `acked` maps each of its entry ids to the document of its last
     acknowledged write (None once a delete was acknowledged); it starts
     as `owned`. A network error ends the thread with its write left in
     `in_flight` and the error in `disconnected`; any other surprise ends
@@ -76,14 +75,15 @@ class Writer(threading.Thread):
     through that server.
     """
 
-    def __init__(self, name: str, port: int, owned: Mapping[str, str], *,
-                 seed: int, stop: threading.Event, writes: int,
-                 deadline: float, check_port: int | None = None) -> None:
+    def __init__(self, name: str, port: int,
+                 owned: Mapping[str, Document], *, seed: int,
+                 stop: threading.Event, writes: int, deadline: float,
+                 check_port: int | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self.port, self.check_port = port, check_port
         self.rng = random.Random(seed)
         self.stop_event, self.writes, self.deadline = stop, writes, deadline
-        self.acked: dict[str, str | None] = dict(owned)
+        self.acked: dict[str, Document | None] = dict(owned)
         self.created: list[str] = []
         self.deleted: list[str] = []
         self.in_flight: Write | None = None
@@ -120,7 +120,7 @@ class Writer(threading.Thread):
                 return
 
     def _next_write(self, seq: int) -> Write:
-        live = [i for i, fp in self.acked.items() if fp is not None]
+        live = [i for i, doc in self.acked.items() if doc is not None]
         roll = self.rng.random()
         if len(live) < MIN_LIVE or roll < 0.4:
             return Write('POST', None, self._document(seq))
@@ -129,7 +129,7 @@ class Writer(threading.Thread):
             return Write('PUT', entry_id, self._document(seq))
         return Write('DELETE', entry_id, None)
 
-    def _document(self, seq: int) -> dict[str, Any]:
+    def _document(self, seq: int) -> Document:
         large = self.rng.randrange(LARGE_EVERY) == 0
         return make_document(self.name, seq, large)
 
@@ -152,7 +152,7 @@ class Writer(threading.Thread):
         return match.group(1)
 
     def _record(self, write: Write, entry_id: str) -> None:
-        self.acked[entry_id] = write.fingerprint
+        self.acked[entry_id] = write.document
         self.acks += 1
         if write.method == 'POST':
             self.created.append(entry_id)
@@ -162,37 +162,62 @@ class Writer(threading.Thread):
     def _read_back(self, checker: Client, entry_id: str) -> bool:
         status, _, body = checker.request('GET', ENTRY_PATH + entry_id)
         expected = self.acked[entry_id]
-        seen = fingerprint(json.loads(body)) if status == 200 else None
+        seen = json.loads(body) if status == 200 else None
         if (status, seen) == ((200, expected) if expected else (404, None)):
             return True
         self.problems.append(f'read back {entry_id} on {self.check_port}: '
-                             f'{status} {seen}, expected {expected}')
+                             f'{status} {_name(seen)}, '
+                             f'expected {_name(expected)}')
         return False
 
 
-def settle(writers: Sequence[Writer],
-           stored: Mapping[str, str]) -> dict[str, str]:
-    """What a store must hold after a crash, as {id: fingerprint}.
+class Settled(NamedTuple):
+    """What a store must hold after a crash, and what became of each
+    write in flight ('PUT applied', 'DELETE not applied', ...)."""
 
-    Every acknowledged write, and each write in flight either applied or
-    not: applied where `stored` shows its result, else not applied (so
-    that anything else the store holds shows up as a difference).
-    """
-    expected = {entry_id: fp for w in writers
-                for entry_id, fp in w.acked.items() if fp is not None}
+    expected: dict[str, Document]
+    outcomes: list[str]
+
+
+def settle(writers: Sequence[Writer],
+           stored: Mapping[str, Document]) -> Settled:
+    """Every acknowledged write, and each write in flight either applied
+    or not: applied where `stored` shows its result, else not applied
+    (so that anything else the store holds shows up as a difference)."""
+    expected = {entry_id: document for w in writers
+                for entry_id, document in w.acked.items()
+                if document is not None}
     known = {entry_id for w in writers for entry_id in w.acked}
-    for write in (w.in_flight for w in writers):
-        if write is None:
+    outcomes = []
+    for write in in_flight(writers):
+        entry_id = applied_as(write, stored, known)
+        outcomes.append(f'{write.method} '
+                        f'{"not applied" if entry_id is None else "applied"}')
+        if entry_id is None:
             continue
-        fp = write.fingerprint
-        if write.entry_id is None:  # a create, whose id was never seen
-            new = [entry_id for entry_id, seen in stored.items()
-                   if entry_id not in known and seen == fp]
-            if new and fp is not None:
-                expected[new[0]] = fp
-        elif fp is not None:  # an update
-            if stored.get(write.entry_id) == fp:
-                expected[write.entry_id] = fp
-        elif write.entry_id not in stored:  # a delete, applied
-            expected.pop(write.entry_id, None)
-    return expected
+        if write.document is None:
+            expected.pop(entry_id, None)
+        else:
+            expected[entry_id] = write.document
+    return Settled(expected, outcomes)
+
+
+def in_flight(writers: Sequence[Writer]) -> Iterator[Write]:
+    return (w.in_flight for w in writers if w.in_flight is not None)
+
+
+def applied_as(write: Write, stored: Mapping[str, Document],
+               known: set[str]) -> str | None:
+    """The id under which `stored` shows `write` applied, or None."""
+    if write.entry_id is None:  # a create, whose id was never seen
+        return next((entry_id for entry_id, document in stored.items()
+                     if entry_id not in known
+                     and document == write.document), None)
+    if write.document is None:  # a delete
+        return None if write.entry_id in stored else write.entry_id
+    return write.entry_id if stored.get(write.entry_id) == write.document \
+        else None
+
+
+def _name(document: Document | None) -> str | None:
+    return None if document is None else fingerprint(document)
