@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping, Sequence
+from typing import Generic, Mapping, Sequence, TypeVar
 
 from addrservice.datamodel import ENTRY_ID_REGEX
 from addrservice.errors import InvalidPagingError
+
+_E = TypeVar('_E')
 
 MAX_LIMIT = 1000
 
@@ -40,12 +42,21 @@ class Paging:
 
 
 @dataclasses.dataclass(frozen=True)
-class Page:
+class Page(Generic[_E]):
     """A page of a listing: entries in id order, and the id to read the
     next page after, if more remain."""
 
-    entries: dict[str, dict[str, Any]]
+    entries: dict[str, _E]
     next_after: str | None
+
+    @classmethod
+    def of(cls, entries: dict[str, _E], limit: int | None) -> Page[_E]:
+        """The page of `entries`, read with one more than `limit`: that one
+        only tells whether another page follows."""
+        if limit is None or len(entries) <= limit:
+            return cls(entries, next_after=None)
+        entries.popitem()
+        return cls(entries, next_after=next(reversed(entries)))
 
 
 def _one(query: Mapping[str, Sequence[str]], name: str) -> str | None:

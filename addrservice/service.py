@@ -18,6 +18,7 @@ from addrservice.errors import (
     VersionConflictError,
 )
 from addrservice.paging import Page, Paging
+from addrservice.utils import strictjson
 from addrservice.validation import EntryValidator
 
 # A created entry's version; every update adds one.
@@ -89,6 +90,11 @@ class AddressBookService:
         stored = await self.addr_db.read_entry(key)
         return stored.entry.to_api_dm(), version_tag(key, stored.version)
 
+    async def get_address_json(self, key: str) -> tuple[bytes, str]:
+        """The entry as its JSON text, and its version's tag."""
+        stored = await self.addr_db.read_entry_json(key)
+        return stored.json, version_tag(key, stored.version)
+
     async def update_address(
         self, key: str, value: Any, if_match: IfMatch | None = None
     ) -> str:
@@ -119,7 +125,7 @@ class AddressBookService:
         again, atomically."""
         if if_match is None or if_match.any_version:
             return None
-        version = (await self.addr_db.read_entry(key)).version
+        version = (await self.addr_db.read_entry_json(key)).version
         if version_tag(key, version) not in if_match.tags:
             raise VersionConflictError(
                 f'{key!r} is at version {version}, not one tagged '
@@ -132,18 +138,30 @@ class AddressBookService:
         async for nickname, addr in self.addr_db.read_all_addresses():
             yield nickname, addr.to_api_dm()
 
-    async def list_addresses(self, paging: Paging = Paging()) -> Page:
+    async def list_addresses(
+        self, paging: Paging = Paging()
+    ) -> Page[dict[str, Any]]:
         """The entries `paging` selects, in id order."""
-        # One more than asked for tells whether another page follows.
-        limit = None if paging.limit is None else paging.limit + 1
         entries = {
             nickname: addr.to_api_dm() async for nickname, addr
-            in self.addr_db.read_addresses(paging.after, limit)
+            in self.addr_db.read_addresses(paging.after, _one_more(paging))
         }
-        if paging.limit is None or len(entries) <= paging.limit:
-            return Page(entries, next_after=None)
-        entries.popitem()
-        return Page(entries, next_after=next(reversed(entries)))
+        return Page.of(entries, paging.limit)
+
+    async def list_addresses_json(
+        self, paging: Paging = Paging()
+    ) -> tuple[bytes, str | None]:
+        """As `list_addresses()`, the page as the JSON object of its entries
+        by id; and the id the next page starts after, if any."""
+        page = Page.of({
+            nickname: text async for nickname, text
+            in self.addr_db.read_addresses_json(paging.after,
+                                                _one_more(paging))
+        }, paging.limit)
+        members = b', '.join(
+            b'%s: %s' % (strictjson.dumps(nickname).encode(), text)
+            for nickname, text in page.entries.items())
+        return b'{%s}' % members, page.next_after
 
     async def _to_entry(self, value: Any) -> AddressEntry:
         if _list_items(value) > _INLINE_ITEMS:
@@ -189,6 +207,10 @@ async def _precondition(
         if if_match is None:
             raise
         raise VersionConflictError(f'{key!r} does not exist') from None
+
+
+def _one_more(paging: Paging) -> int | None:
+    return None if paging.limit is None else paging.limit + 1
 
 
 def _list_items(value: Any) -> int:

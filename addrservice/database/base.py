@@ -16,7 +16,7 @@ from addrservice.errors import (
     InvalidIdError,
     VersionConflictError,
 )
-from addrservice.utils import logutils
+from addrservice.utils import logutils, strictjson
 
 NICKNAME_PATTERN = re.compile(ENTRY_ID_REGEX + r'\Z')
 
@@ -36,6 +36,19 @@ class StoredEntry:
 
     entry: AddressEntry
     version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredJSON:
+    """An entry as the API sends it (`encode_entry()`), with its version."""
+
+    json: bytes
+    version: int
+
+
+def encode_entry(addr: AddressEntry) -> bytes:
+    """An entry's canonical JSON, the body the API sends for it."""
+    return strictjson.dumps(addr.to_api_dm()).encode()
 
 
 class AbstractAddressBookDB(metaclass=ABCMeta):
@@ -94,6 +107,13 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
         """The entry stored under `nickname`."""
         return (await self.read_entry(nickname)).entry
 
+    async def read_entry_json(self, nickname: str) -> StoredJSON:
+        """The entry stored under `nickname` as the API sends it, with its
+        version. Engines that keep that text override this, to send it
+        without decoding and encoding it again."""
+        stored = await self.read_entry(nickname)
+        return StoredJSON(encode_entry(stored.entry), stored.version)
+
     @abstractmethod
     async def update_address(
         self, nickname: str, addr: AddressEntry,
@@ -121,6 +141,13 @@ class AbstractAddressBookDB(metaclass=ABCMeta):
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
         """`(nickname, entry)` pairs in nickname order: those after `after`
         (every one if None), at most `limit` of them (all if None)."""
+
+    async def read_addresses_json(
+        self, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """As `read_addresses()`, each entry as the API sends it."""
+        async for nickname, addr in self.read_addresses(after, limit):
+            yield nickname, encode_entry(addr)
 
     def read_all_addresses(self) -> AsyncIterator[tuple[str, AddressEntry]]:
         """Every `(nickname, entry)` pair, in nickname order."""

@@ -183,8 +183,11 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         return strictjson.loads(self._body.content())
 
     def write_json(self, document: Any) -> None:
+        self.write_json_text(strictjson.dumps(document).encode())
+
+    def write_json_text(self, text: bytes) -> None:
         self.set_header('Content-Type', JSON_CONTENT_TYPE)
-        self.write(strictjson.dumps(document))
+        self.write(text)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as the JSON error body."""
@@ -262,10 +265,10 @@ class AddressBookRequestHandler(BaseRequestHandler):
             name: self.get_query_arguments(name, strip=False)
             for name in PAGING_PARAMS
         })
-        page = await self.service.list_addresses(paging)
-        if page.next_after is not None:
-            self.set_header('Link', _next_link(paging, page.next_after))
-        self.write_json(page.entries)
+        body, next_after = await self.service.list_addresses_json(paging)
+        if next_after is not None:
+            self.set_header('Link', _next_link(paging, next_after))
+        self.write_json_text(body)
 
     async def head(self) -> None:
         await self.get()  # Tornado sends the headers without the body
@@ -287,12 +290,12 @@ class AddressBookEntryRequestHandler(BaseRequestHandler):
     SUPPORTED_METHODS = ('GET', 'HEAD', 'PUT', 'DELETE')
 
     async def get(self, id: str) -> None:
-        entry, tag = await self.service.get_tagged_address(id)
+        entry, tag = await self.service.get_address_json(id)
         self.set_header('ETag', etags.format_etag(tag))
         if self.check_etag_header():
             self.set_status(304)
             return
-        self.write_json(entry)
+        self.write_json_text(entry)
 
     async def head(self, id: str) -> None:
         await self.get(id)  # Tornado sends the headers without the body

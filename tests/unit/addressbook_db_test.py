@@ -19,7 +19,12 @@ from addrservice.database.addressbook_db import (
     FilesystemAddressBookDB,
     InMemoryAddressBookDB,
 )
-from addrservice.database.base import LIST_BATCH, StoredEntry
+from addrservice.database.base import (
+    LIST_BATCH,
+    StoredEntry,
+    StoredJSON,
+    encode_entry,
+)
 from addrservice.database.fs import LOCK_FILE
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import (
@@ -284,6 +289,29 @@ class AddressBookDBContract(_ContractBase):
         self.assertEqual(stored.version, 11)
         self.assertEqual(sorted(stored.entry.full_name),
                          sorted('Bill Gates' + marks))
+
+    async def test_entries_as_json(self) -> None:
+        """Entries read as JSON text are what the API sends for them: the
+        canonical encoding of the entry, with the same version; listings
+        as JSON hold the same entries as listings of objects."""
+        ids = {await self.db.create_address(addr): addr
+               for addr in self.suite.values()}
+        nickname = next(iter(ids))
+        await self.db.update_address(nickname, self.entry())
+        ids[nickname] = self.entry()
+        for nickname, addr in ids.items():
+            self.assertEqual(await self.db.read_entry_json(nickname),
+                             StoredJSON(encode_entry(addr),
+                                        (await self.db.read_entry(
+                                            nickname)).version))
+        listed = [(n, t) async for n, t in self.db.read_addresses_json()]
+        self.assertEqual(listed, sorted(
+            (n, encode_entry(a)) for n, a in ids.items()))
+        first = sorted(ids)[0]
+        page = [n async for n, _ in self.db.read_addresses_json(first, 1)]
+        self.assertEqual(page, sorted(ids)[1:2])
+        with self.assertRaises(AddressNotFoundError):
+            await self.db.read_entry_json('absent')
 
     async def test_listing_is_in_nickname_order(self) -> None:
         """Listings come in code-point order of the nickname."""

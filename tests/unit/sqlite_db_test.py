@@ -351,6 +351,27 @@ class SqliteAddressBookDBTest(
         self.assertEqual(str(caught.exception),
                          f'{self.path}#array: expected an object, got []')
 
+    async def test_reading_text_that_is_not_json(self) -> None:
+        """Entries are sent as the text stored: a row that is not a JSON
+        object is CorruptEntryError, and listings skip it."""
+        conn = self.raw()
+        not_json = ['truncated', 'array', 'string', 'number', 'nan',
+                    'not-utf8', 'version-0', 'version-text', 'version-real']
+        for name, (version, entry) in CORRUPT_ROWS.items():
+            conn.execute('INSERT INTO addresses VALUES (?, ?, ?)',
+                         (name, version, entry))
+        for name in not_json:
+            with self.subTest(name=name):
+                with self.assertRaises(CorruptEntryError):
+                    await self.db.read_entry_json(name)
+        await self.db.create_address(self.entry(), 'good')
+        with LogCapture() as logs:
+            listed = [n async for n, _ in self.db.read_addresses_json()]
+        self.assertEqual(listed, sorted(
+            set(CORRUPT_ROWS) - set(not_json) | {'good'}))
+        self.assertEqual(len(logs.fields('UNREADABLE ENTRY')),
+                         len(not_json))
+
     async def test_listing_skips_and_logs_corrupt_rows(self) -> None:
         """Listings skip rows that are not entries, log each at ERROR by
         file and id, and still fill a page."""

@@ -17,7 +17,7 @@ import tornado.testing
 import tornado.web
 
 from addrservice.database.addressbook_db import InMemoryAddressBookDB
-from addrservice.database.base import StoredEntry
+from addrservice.database.base import StoredJSON
 from addrservice.datamodel import AddressEntry
 from addrservice.errors import StorageUnavailableError
 from addrservice.tornado.app import log_function
@@ -439,9 +439,9 @@ class PlainHandlerLogTest(tornado.testing.AsyncHTTPTestCase):
 class BrokenDB(InMemoryAddressBookDB):
     """A store whose listing fails."""
 
-    async def read_addresses(
+    async def read_addresses_json(
         self, after: str | None = None, limit: int | None = None
-    ) -> AsyncIterator[tuple[str, AddressEntry]]:
+    ) -> AsyncIterator[tuple[str, bytes]]:
         raise RuntimeError('disk on fire')
         yield  # an async generator, like the others
 
@@ -449,16 +449,16 @@ class BrokenDB(InMemoryAddressBookDB):
 class UnreachableDB(InMemoryAddressBookDB):
     """A store whose database has gone away."""
 
-    async def read_entry(self, nickname: str) -> StoredEntry:
+    async def read_entry_json(self, nickname: str) -> StoredJSON:
         raise StorageUnavailableError('connection to the database lost')
 
 
 class SlowDB(InMemoryAddressBookDB):
     """A store whose every operation takes a random few milliseconds."""
 
-    async def read_entry(self, nickname: str) -> StoredEntry:
+    async def read_entry_json(self, nickname: str) -> StoredJSON:
         await asyncio.sleep(random.uniform(0, 0.02))
-        return await super().read_entry(nickname)
+        return await super().read_entry_json(nickname)
 
     async def update_address(
         self, nickname: str, addr: AddressEntry,
