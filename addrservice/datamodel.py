@@ -55,17 +55,17 @@ class _Model:
     __dataclass_fields__: dict[str, dataclasses.Field[Any]]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        spec = self.__dataclass_fields__.get(name)
-        if spec is not None:
-            if spec.metadata.get('required') and _is_empty(value):
+        kind = _field_kinds(type(self)).get(name)
+        if kind is not None:
+            if kind is _REQUIRED and _is_empty(value):
                 raise InvalidEntryError(VALUE_ERR_MSG.format(name, value))
             if isinstance(value, str) and '\x00' in value:
                 # No text needs it, and not every store can hold it
                 # (PostgreSQL's jsonb cannot).
                 raise InvalidEntryError(f'{name} contains a NUL character')
-            if 'items' in spec.metadata and value is not None:
+            if kind is _LIST and value is not None:
                 value = list(value)
-        super().__setattr__(name, value)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def from_api_dm(cls: type[_M], vars: Mapping[str, Any]) -> _M:
@@ -91,6 +91,24 @@ class _Model:
         return api
 
 
+# What `__setattr__` checks of each field, worked out once per class from
+# the dataclass fields (reading their metadata on every assignment costs
+# more than the rest of building an entry).
+_REQUIRED, _LIST, _PLAIN = 'required', 'list', 'plain'
+_KINDS: dict[type, dict[str, str]] = {}
+
+
+def _field_kinds(cls: type[_Model]) -> dict[str, str]:
+    kinds = _KINDS.get(cls)
+    if kinds is None:
+        kinds = _KINDS[cls] = {
+            name: _REQUIRED if spec.metadata.get('required')
+            else _LIST if 'items' in spec.metadata else _PLAIN
+            for name, spec in cls.__dataclass_fields__.items()
+        }
+    return kinds
+
+
 def _from_api(spec: dataclasses.Field[Any], value: Any) -> Any:
     items = spec.metadata.get('items')
     if items is not None and value is not None:
@@ -107,6 +125,8 @@ def _from_api(spec: dataclasses.Field[Any], value: Any) -> Any:
 
 
 def _as_mapping(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:  # as parsed from JSON: skip the slower check
+        return value
     if not isinstance(value, Mapping):
         raise InvalidEntryError(f'expected an object, got {value!r}')
     return value

@@ -50,8 +50,21 @@ def loads(
         raise InvalidJSONError(str(e)) from None
     except RecursionError:
         raise InvalidJSONError('nesting too deep') from None
-    _check_depth_and_strings(document)
+    if not _shallow_and_unescaped(text, from_utf8=isinstance(data, bytes)):
+        _check_depth_and_strings(document)
     return document
+
+
+def _shallow_and_unescaped(text: str, from_utf8: bool) -> bool:
+    """Whether the walk over the parsed document can be skipped, as most
+    documents allow: too few brackets to nest too deep, and no string
+    that can hold a surrogate (UTF-8 cannot encode one; only an escape
+    can). The walk costs several times the parse."""
+    return (
+        from_utf8
+        and text.count('{') + text.count('[') <= MAX_DEPTH
+        and '\\u' not in text
+    )
 
 
 def dumps(document: Any) -> str:
@@ -95,11 +108,13 @@ def _parse_float(literal: str) -> float:
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise InvalidJSONError(f'duplicate key {key!r}')
-        document[key] = value
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidJSONError(f'duplicate key {key!r}')
+            seen.add(key)
     return document
 
 
