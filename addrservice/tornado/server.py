@@ -130,7 +130,22 @@ async def run_server(
 
     As one of several `worker`s, bind the port with `SO_REUSEPORT`, name
     the worker in the log lines, and stop too when the supervisor is gone.
+
+    Log handlers run in a thread of their own meanwhile, so that no
+    request waits for a log line to be formatted and written.
     """
+    log_thread = logutils.HandlerThread()
+    log_thread.start()
+    try:
+        await _serve(config, port, address, debug, worker)
+    finally:
+        log_thread.stop()
+
+
+async def _serve(
+    config: AddressBookConfig, port: int, address: str, debug: bool,
+    worker: Worker | None,
+) -> None:
     loop = asyncio.get_running_loop()
     loop.set_task_factory(logutils.task_factory)
     logger = logging.getLogger(LOGGER_NAME)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import queue
 import re
+import threading
 import traceback
 from typing import Any, Coroutine, Generator, Mapping, TypeVar
 
@@ -141,3 +143,63 @@ def _context_outside_task() -> dict[str, Any]:
         context = {}
         _outside_task.set(context)
     return context
+
+
+class HandlerThread:
+    """Runs the handlers of every configured logger in a thread of their
+    own: logging a line then only puts its record on a queue, and the
+    event loop never waits for formatting or for a disk.
+
+    `start()` moves each logger's handlers behind the queue; `stop()`
+    writes what is queued and puts them back.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[logging.LogRecord, list[logging.Handler]] | None
+        ] = queue.SimpleQueue()
+        self._moved: dict[logging.Logger, list[logging.Handler]] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        for logger in _configured_loggers():
+            self._moved[logger] = handlers = list(logger.handlers)
+            logger.handlers = [_Enqueue(self._queue, handlers)]
+        self._thread = threading.Thread(
+            target=self._run, name='addrservice-log', daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        for logger, handlers in self._moved.items():
+            logger.handlers = handlers
+        self._moved.clear()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            record, handlers = item
+            for handler in handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+
+class _Enqueue(logging.Handler):
+    def __init__(
+        self, queue: queue.SimpleQueue[Any], handlers: list[logging.Handler]
+    ) -> None:
+        super().__init__(min((h.level for h in handlers), default=0))
+        self._queue = queue
+        self._handlers = handlers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._queue.put((record, self._handlers))
+
+
+def _configured_loggers() -> list[logging.Logger]:
+    named = list(logging.root.manager.loggerDict.values())
+    return [logger for logger in [logging.root, *named]
+            if isinstance(logger, logging.Logger) and logger.handlers]
