@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import logging
 import sys
+import threading
 import unittest
 from typing import Any, Coroutine
 
@@ -239,6 +240,54 @@ def _run(
         return loop.run_until_complete(coro)
     finally:
         loop.close()
+
+
+class _Recorder(logging.Handler):
+    """Keeps each line it handles, with the thread that handled it."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.getMessage(),
+                           threading.current_thread().name))
+
+
+class HandlerThreadTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.logger = logging.getLogger('addrservice.test.handler-thread')
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        self.everything = _Recorder()
+        self.warnings = _Recorder(logging.WARNING)
+        self.logger.handlers = [self.everything, self.warnings]
+        self.addCleanup(setattr, self.logger, 'handlers', [])
+
+    def test_lines_are_handled_in_the_thread_in_order(self) -> None:
+        """While it runs, every line reaches its handlers, in order and
+        by their levels, from the log thread; stop() writes them all and
+        puts the handlers back."""
+        log_thread = logutils.HandlerThread()
+        log_thread.start()
+        self.assertNotIn(self.everything, self.logger.handlers)
+        for i in range(100):
+            self.logger.log(logging.WARNING if i % 10 == 0
+                            else logging.INFO, 'line %d', i)
+        log_thread.stop()
+        self.assertEqual(self.logger.handlers,
+                         [self.everything, self.warnings])
+        self.assertEqual([line for line, _ in self.everything.lines],
+                         [f'line {i}' for i in range(100)])
+        self.assertEqual([line for line, _ in self.warnings.lines],
+                         [f'line {i}' for i in range(0, 100, 10)])
+        self.assertEqual({thread for _, thread in self.everything.lines},
+                         {'addrservice-log'})
+
+    def test_stop_without_start(self) -> None:
+        logutils.HandlerThread().stop()
+        self.assertEqual(self.logger.handlers,
+                         [self.everything, self.warnings])
 
 
 class TaskContextTest(unittest.TestCase):
