@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import logging
+import os
 import re
 import sys
 import traceback
 import urllib.parse
-import uuid
 from types import TracebackType
 from typing import Any, Awaitable, Mapping
 
@@ -84,6 +83,10 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         self.logger = logger
         self._body: RequestBody | None = None
         self._gate = gate
+        given = self.request.headers.get('X-Request-ID', '')
+        self.req_id = given if REQUEST_ID_PATTERN.match(given) \
+            else os.urandom(16).hex()  # as random as a uuid4, in its form
+        self.set_header('X-Request-ID', self.req_id)
         if gate is not None:
             gate.enter()
         logutils.set_log_context(
@@ -96,14 +99,12 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         # task Tornado runs that part of the request in.
         self.log_context = logutils.get_log_context()
 
-    @functools.cached_property
-    def req_id(self) -> str:
-        given = self.request.headers.get('X-Request-ID', '')
-        return given if REQUEST_ID_PATTERN.match(given) else uuid.uuid4().hex
-
     def set_default_headers(self) -> None:
-        # Also runs on every send_error(), which clears headers.
-        self.set_header('X-Request-ID', self.req_id)
+        # Runs before initialize() too (no id yet: it is set then), and
+        # on every send_error(), which clears headers.
+        req_id = getattr(self, 'req_id', None)
+        if req_id is not None:
+            self.set_header('X-Request-ID', req_id)
 
     def prepare(self) -> Awaitable[None] | None:
         self._log_request()

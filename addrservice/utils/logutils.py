@@ -12,6 +12,7 @@ import contextvars
 import logging
 import queue
 import re
+import sys
 import threading
 import traceback
 from typing import Any, Coroutine, Generator, Mapping, TypeVar
@@ -23,6 +24,9 @@ _C = TypeVar('_C')
 
 # Keys of a line are fixed identifiers chosen by the code, never input.
 _KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*\Z')
+
+# Keys seen to match _KEY: the same few keys make every line.
+_SAFE_KEYS: set[str] = set()
 
 # Backslash, C0/C1 controls, DEL, and everything str.splitlines() breaks
 # on; logfmt itself escapes only the double quote.
@@ -87,8 +91,14 @@ def log(
     if not logger.isEnabledFor(level):
         return
     fields = {**get_log_context(), **kwargs} if include_context else kwargs
-    # stacklevel=2: file/lineno/function name the caller, not this helper.
-    logger.log(level, format_logfmt(fields), stacklevel=2)
+    # The record names the caller (file, line, function), not this helper,
+    # as `logger.log(..., stacklevel=2)` would, without its walk over the
+    # stack: this runs on every request.
+    caller = sys._getframe(1)
+    logger.handle(logger.makeRecord(
+        logger.name, level, caller.f_code.co_filename, caller.f_lineno,
+        format_logfmt(fields), (), None, caller.f_code.co_name,
+    ))
 
 
 def format_logfmt(fields: Mapping[str, Any]) -> str:
@@ -107,7 +117,8 @@ def format_logfmt(fields: Mapping[str, Any]) -> str:
 
 
 def _safe_key(key: str) -> str:
-    if _KEY.match(key):
+    if key in _SAFE_KEYS or _KEY.match(key):
+        _SAFE_KEYS.add(key)
         return key
     key = re.sub(r'[^A-Za-z0-9_.-]', '_', key)
     return key if _KEY.match(key) else '_' + key
