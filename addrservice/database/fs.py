@@ -42,6 +42,7 @@ from addrservice.errors import (
     AddressExistsError,
     AddressNotFoundError,
     CorruptEntryError,
+    StorageUnavailableError,
     VersionConflictError,
 )
 from addrservice.utils import strictjson
@@ -113,6 +114,12 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
 
     async def count_addresses(self) -> int:
         return len(await asyncio.to_thread(self._list_nicknames, None))
+
+    async def ping(self) -> None:
+        # Listing a large store to count it would cost far more.
+        if not await asyncio.to_thread(_usable_directory, self._store):
+            raise StorageUnavailableError(
+                f'{self._store} is no longer a writable directory')
 
     def _path(self, nickname: str) -> str:
         return os.path.join(self._store, nickname + SUFFIX)
@@ -229,6 +236,10 @@ class FilesystemAddressBookDB(AbstractAddressBookDB):
             return write(*args)
         finally:
             os.close(fd)  # releases the lock
+
+
+def _usable_directory(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.R_OK | os.W_OK | os.X_OK)
 
 
 def _writable_directory(store_dir: str) -> str:

@@ -246,6 +246,10 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
         [(count,)] = self._read('SELECT count(*) FROM addresses')
         return int(count)
 
+    async def ping(self) -> None:
+        # One row at most: counting them all costs a scan of the table.
+        self._read('SELECT 1 FROM addresses LIMIT 1')
+
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: transactions are explicit. Each connection is used
         # by one thread at a time, but opened and closed by another.

@@ -31,6 +31,7 @@ from addrservice.errors import (
     AddressExistsError,
     AddressNotFoundError,
     CorruptEntryError,
+    StorageUnavailableError,
     VersionConflictError,
 )
 from data import address_data_suite
@@ -521,6 +522,14 @@ class FilesystemAddressBookDBTest(
             ), return_exceptions=True)
             self.assertEqual(results.count(version + 1), 1, results)
         self.assertEqual((await other.read_entry(nickname)).version, 6)
+
+    async def test_ping_fails_when_the_directory_is_gone(self) -> None:
+        """The readiness check sees a store directory that went away."""
+        await self.db.ping()
+        os.rename(self.store, self.store + '.moved')
+        self.addCleanup(os.rename, self.store + '.moved', self.store)
+        with self.assertRaises(StorageUnavailableError):
+            await self.db.ping()
 
     async def test_one_strict_json_file_per_entry(self) -> None:
         """Each entry is <nickname>.json holding its version and API form;
