@@ -13,6 +13,10 @@ _E = TypeVar('_E')
 
 MAX_LIMIT = 1000
 
+# The query parameters of a listing; any other is refused, as a client
+# that sends one expects an effect it would not get.
+PARAMETERS = ('limit', 'after')
+
 _LIMIT = re.compile(r'[0-9]{1,9}\Z')
 _AFTER = re.compile(ENTRY_ID_REGEX + r'\Z')
 
@@ -29,6 +33,10 @@ class Paging:
     def from_query(cls, query: Mapping[str, Sequence[str]]) -> Paging:
         """From query parameters, each with all its values as given;
         `InvalidPagingError` names the first one that cannot be used."""
+        unknown = sorted(set(query) - set(PARAMETERS))
+        if unknown:
+            raise InvalidPagingError(f'unknown parameter {unknown[0]!r}; '
+                                     'a listing takes limit and after')
         limit = _one(query, 'limit')
         after = _one(query, 'after')
         if limit is not None and not _valid_limit(limit):

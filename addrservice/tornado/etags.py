@@ -29,7 +29,7 @@ def parse_if_match(values: Sequence[str]) -> IfMatch:
     tags.
     """
     text = ','.join(values)
-    if text.strip() == '*':
+    if text.strip(' \t') == '*':  # only HTTP's own whitespace around it
         return IfMatch(any_version=True)
     return IfMatch(tags=frozenset(
         opaque for weak, opaque in _entity_tags(text) if not weak))

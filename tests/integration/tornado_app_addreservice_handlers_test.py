@@ -293,7 +293,7 @@ class AddressBookEndpointsContract(AddressServiceTornadoAppTestSetup):
     def test_malformed_if_match(self) -> None:
         """An If-Match that is not * or quoted tags is 400, naming it."""
         id = self.create(self.addr0)
-        for value in ('1', '"1', '"1" "2"', '*, "1"', ','):
+        for value in ('1', '"1', '"1" "2"', '*, "1"', ',', '*\xa0'):
             r = self.request('PUT', f'/addresses/{id}', self.addr1,
                              headers={'If-Match': value})
             body = self.assert_error(r, 400, 'Invalid If-Match header')
@@ -438,6 +438,8 @@ class AddressBookEndpointsContract(AddressServiceTornadoAppTestSetup):
             'after=a%2Fb': "after must be an entry id, not 'a/b'",
             'after=': "after must be an entry id, not ''",
             'limit=2&after=x&after=y': 'after given more than once',
+            'limit=2&sort=name':
+                "unknown parameter 'sort'; a listing takes limit and after",
         }
         for query, detail in cases.items():
             with self.subTest(query=query):
