@@ -39,7 +39,6 @@ ADDRESSBOOK_REGEX = r'/addresses/?'
 ADDRESSBOOK_ENTRY_REGEX = rf'/addresses/(?P<id>{ENTRY_ID_REGEX})/?'
 ADDRESSBOOK_ENTRY_URI_FORMAT_STR = r'/addresses/{id}'
 ADDRESSBOOK_URI = '/addresses'
-PAGING_PARAMS = ('limit', 'after')
 
 REQUEST_ID_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,128}\Z')
 
@@ -176,6 +175,7 @@ class BaseRequestHandler(tornado.web.RequestHandler):
         try:
             self._body.feed(chunk)
         except (BodyTooLargeError, InvalidBodyError):
+            self._body = None  # refused: the rest is not read
             self.send_error(exc_info=sys.exc_info())
 
     def json_body(self) -> Any:
@@ -193,6 +193,12 @@ class BaseRequestHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as the JSON error body."""
         self._drain_unread_body()
+        if self._body is None:
+            # A reply before the body is read (from prepare(), or on a
+            # refused chunk): Tornado closes the connection after it, too
+            # late to say so itself. Told, a client does not send its next
+            # request on a connection about to close.
+            self.set_header('Connection', 'close')
         exc_info = kwargs.get('exc_info')
         extra: dict[str, Any] = {}
         if exc_info is not None:
@@ -264,7 +270,7 @@ class AddressBookRequestHandler(BaseRequestHandler):
     async def get(self) -> None:
         paging = Paging.from_query({
             name: self.get_query_arguments(name, strip=False)
-            for name in PAGING_PARAMS
+            for name in self.request.query_arguments
         })
         body, next_after = await self.service.list_addresses_json(paging)
         if next_after is not None:
@@ -324,7 +330,8 @@ def _next_link(paging: Paging, after: str) -> str:
 def log_function(
     handler: tornado.web.RequestHandler, status: int | None = None
 ) -> None:
-    """Write the request's canonical RESPONSE line, then clear its context.
+    """Write the request's canonical RESPONSE line, then clear its context;
+    count the request in the app's `metrics` setting, if any.
 
     Once per request: a request logged when its connection closed is not
     logged again if its handler finishes later.
@@ -337,18 +344,36 @@ def log_function(
     if context is None:
         context = logutils.get_log_context()
     status = handler.get_status() if status is None else status
+    seconds = handler.request.request_time()
     logutils.log(
-        logger, _level(status), **context,
+        logger, _level(handler, status), **context,
         message='RESPONSE',
         status=status,
-        time_ms=round(1000.0 * handler.request.request_time(), 3),
+        time_ms=round(1000.0 * seconds, 3),
     )
     context.clear()
+    _count_request(handler, status, seconds)
 
 
-def _level(status: int) -> int:
+def _count_request(
+    handler: tornado.web.RequestHandler, status: int, seconds: float
+) -> None:
+    metrics = handler.settings.get('metrics')
+    if metrics is not None:
+        metrics.observe_request(type(handler).__name__,
+                                handler.request.method or '', status, seconds)
+
+
+def _level(handler: tornado.web.RequestHandler, status: int) -> int:
     if status < 400:
-        return logging.INFO
+        # A handler of routine requests (such as static files) may set a
+        # lower level for its successes.
+        level: int = getattr(handler, 'success_log_level', logging.INFO)
+        return level
+    # Handlers polled by orchestrators set a level for their errors too.
+    error_level: int | None = getattr(handler, 'error_log_level', None)
+    if error_level is not None:
+        return error_level
     return logging.WARNING if status < 500 else logging.ERROR
 
 
@@ -358,15 +383,22 @@ def make_addrservice_app(
     logger: logging.Logger,
     gate: RequestGate | None = None,
 ) -> tuple[AddressBookService, tornado.web.Application]:
-    """Build the service and the Tornado app that serves it.
+    """Build the service and the Tornado app that serves it, with health
+    checks and metrics (`addrservice.tornado.ops`).
 
     `debug` adds the traceback to error bodies. The caller starts and
     stops the service; a server that drains on shutdown passes the
     `gate` every request goes through.
     """
+    # Here, not at the top: the docs handlers build on BaseRequestHandler.
+    from addrservice.tornado.docs import docs_routes
+    from addrservice.tornado.openapi import openapi_routes
+    from addrservice.tornado.ops import instrument, ops_routes
+
     config = AddressBookConfig.of(config)
     tokens = None if config.auth is None else load_tokens(config.auth)
     service = AddressBookService(config, logger)
+    metrics = instrument(service, gate)
     handler_args = dict(service=service, config=config, logger=logger,
                         tokens=tokens, gate=gate)
     app = tornado.web.Application(
@@ -374,9 +406,14 @@ def make_addrservice_app(
             (ADDRESSBOOK_REGEX, AddressBookRequestHandler, handler_args),
             (ADDRESSBOOK_ENTRY_REGEX, AddressBookEntryRequestHandler,
              handler_args),
+            *docs_routes(handler_args),
+            *openapi_routes(handler_args),
+            *ops_routes(dict(service=service, config=config, logger=logger,
+                             metrics=metrics, gate=gate)),
         ],
         compress_response=True,
         log_function=log_function,
+        metrics=metrics,  # counted by log_function
         serve_traceback=debug,
         default_handler_class=DefaultRequestHandler,
         default_handler_args=dict(

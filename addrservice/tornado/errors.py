@@ -30,6 +30,10 @@ class ShuttingDownError(Exception):
     """A request that arrived while the server drains for shutdown."""
 
 
+class NotReadyError(Exception):
+    """The server should get no traffic now; `str()` says why."""
+
+
 # status, and the reason phrase; None takes the reason from str(exc),
 # as the tutorial's 404 does ("'<id>'").
 ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
@@ -49,6 +53,7 @@ ERROR_STATUS: dict[type[BaseException], tuple[int, str | None]] = {
     UnsupportedMediaTypeError: (415, 'Unsupported Media Type'),
     StorageUnavailableError: (503, 'Storage Unavailable'),
     ShuttingDownError: (503, 'Shutting Down'),
+    NotReadyError: (503, 'Not Ready'),
 }
 
 

@@ -9,6 +9,7 @@ requests already in flight have finished, then closes the connections.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 
 class RequestGate:
@@ -19,6 +20,7 @@ class RequestGate:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._on_change: Callable[[int], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -29,16 +31,25 @@ class RequestGate:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def watch(self, on_change: Callable[[int], None]) -> None:
+        """Call `on_change` with the new count of requests in flight each
+        time it changes (for a metric that other processes read)."""
+        self._on_change = on_change
+
     def enter(self) -> None:
         """A request has started (admitted or not: it runs until it ends)."""
         self._in_flight += 1
         self._idle.clear()
+        if self._on_change is not None:
+            self._on_change(self._in_flight)
 
     def leave(self) -> None:
         """A request that entered has ended: answered, or its client gone."""
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
+        if self._on_change is not None:
+            self._on_change(self._in_flight)
 
     def close(self) -> None:
         self._closed = True

@@ -21,6 +21,9 @@ process stays as their supervisor:
   with fewer workers than asked for, or one that restarts a worker that
   crashes every time, would hide the fault.
 - A worker whose supervisor is gone (killed with SIGKILL) stops by itself.
+- It gives the workers a directory to share their metrics in (see
+  `addrservice.metrics`), and removes it once they have all exited (or
+  they do, if it was killed).
 
 Every process of the group writes to the same log handlers. Size-based
 rotation (`RotatingFileHandler`) is done by each process on its own and
@@ -53,6 +56,7 @@ from addrservice.config import AddressBookConfig, ConfigError, load_config
 from addrservice.database.base import AbstractAddressBookDB
 from addrservice.database.db_engines import create_addressbook_db
 from addrservice.errors import StorageUnavailableError
+from addrservice.metrics import forget_this_process, shared_directory
 from addrservice.tornado.app import make_addrservice_app
 from addrservice.tornado.gate import RequestGate
 from addrservice.tornado.workers import (
@@ -140,6 +144,7 @@ async def run_server(
         await _serve(config, port, address, debug, worker)
     finally:
         log_thread.stop()
+        forget_this_process()  # its live figures go; its counts stay
 
 
 async def _serve(
@@ -322,12 +327,16 @@ def _serve_in_workers(
     _check_store_is_shared(config, store, options.workers)
     _check_port_free(options.port, options.address)
     asyncio.run(_open_and_close(store))
-    supervisor = Supervisor(logging.getLogger(LOGGER_NAME))
-    worker = supervisor.fork(options.workers)
-    if worker is None:
-        supervisor.wait()
-    else:
-        sys.exit(_run_worker(config, options, worker))
+    # Every worker writes its metrics there, so that any can report all.
+    with shared_directory() as metrics_dir:
+        supervisor = Supervisor(logging.getLogger(LOGGER_NAME))
+        worker = supervisor.fork(options.workers)
+        if worker is None:
+            supervisor.wait()
+        else:
+            status = _run_worker(config, options, worker)
+            metrics_dir.remove_if_orphaned()
+            sys.exit(status)
 
 
 def _check_store_is_shared(
