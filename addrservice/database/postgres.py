@@ -51,7 +51,7 @@ import contextlib
 import os
 import re
 import urllib.parse
-from typing import Any, AsyncIterator, NoReturn
+from typing import Any, AsyncIterator, Callable, NoReturn, TypeVar
 
 import asyncpg
 from asyncpg.exceptions import (
@@ -67,6 +67,7 @@ from addrservice.database.base import (
     NICKNAME_PATTERN,
     AbstractAddressBookDB,
     StoredEntry,
+    StoredJSON,
     check_version,
     existing_nickname,
     log_unreadable,
@@ -82,6 +83,8 @@ from addrservice.errors import (
     VersionConflictError,
 )
 from addrservice.utils import strictjson
+
+_V = TypeVar('_V')
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
@@ -227,6 +230,16 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         return nickname
 
     async def read_entry(self, nickname: str) -> StoredEntry:
+        row = await self._fetch_entry(nickname)
+        entry = await self._decoded_text(nickname, row['entry'], _entry_of)
+        return StoredEntry(entry, row['version'])
+
+    async def read_entry_json(self, nickname: str) -> StoredJSON:
+        row = await self._fetch_entry(nickname)
+        text = await self._decoded_text(nickname, row['entry'], _api_json)
+        return StoredJSON(text, row['version'])
+
+    async def _fetch_entry(self, nickname: str) -> asyncpg.Record:
         existing_nickname(nickname)
         async with self._connected() as pool:
             row = await pool.fetchrow(
@@ -236,12 +249,14 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
             )
         if row is None:
             raise AddressNotFoundError(nickname)
-        text = row['entry']
+        return row
+
+    async def _decoded_text(
+        self, nickname: str, text: str, decode: Callable[[str], _V]
+    ) -> _V:
         if len(text) <= DECODE_INLINE_BYTES:
-            entry = self._decode(nickname, text)
-        else:
-            entry = await asyncio.to_thread(self._decode, nickname, text)
-        return StoredEntry(entry, row['version'])
+            return self._decode(nickname, text, decode)
+        return await asyncio.to_thread(self._decode, nickname, text, decode)
 
     async def update_address(
         self, nickname: str, addr: AddressEntry,
@@ -297,12 +312,25 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
     async def read_addresses(
         self, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[tuple[str, AddressEntry]]:
+        async for pair in self._listing(after, limit, _entry_of):
+            yield pair
+
+    async def read_addresses_json(
+        self, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        async for pair in self._listing(after, limit, _api_json):
+            yield pair
+
+    async def _listing(
+        self, after: str | None, limit: int | None,
+        decode: Callable[[str], _V],
+    ) -> AsyncIterator[tuple[str, _V]]:
         bound = listing_bound(after)
         left = limit
         while left is None or left > 0:
             size = LIST_BATCH if left is None else min(left, LIST_BATCH)
             rows = await self._batch(bound, size)
-            for pair in await self._decoded(rows):
+            for pair in await self._decoded(rows, decode):
                 yield pair
                 left = None if left is None else left - 1
             if len(rows) < size:
@@ -429,30 +457,31 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
                 f'{failure_reason(e)}'
             ) from e
 
-    def _decode(self, nickname: str, text: str) -> AddressEntry:
+    def _decode(
+        self, nickname: str, text: str, decode: Callable[[str], _V]
+    ) -> _V:
         try:
-            return AddressEntry.from_api_dm(
-                strictjson.loads(text, large_integers_as_floats=True))
+            return decode(text)
         except ValueError as e:
             raise CorruptEntryError(
                 f'{self._row(nickname)}: {_first_line(e)}') from None
 
     async def _decoded(
-        self, rows: list[asyncpg.Record]
-    ) -> list[tuple[str, AddressEntry]]:
+        self, rows: list[asyncpg.Record], decode: Callable[[str], _V]
+    ) -> list[tuple[str, _V]]:
         if sum(len(row['entry']) for row in rows) <= DECODE_INLINE_BYTES:
-            return self._decode_rows(rows)
-        return await asyncio.to_thread(self._decode_rows, rows)
+            return self._decode_rows(rows, decode)
+        return await asyncio.to_thread(self._decode_rows, rows, decode)
 
     def _decode_rows(
-        self, rows: list[asyncpg.Record]
-    ) -> list[tuple[str, AddressEntry]]:
+        self, rows: list[asyncpg.Record], decode: Callable[[str], _V]
+    ) -> list[tuple[str, _V]]:
         """The rows' entries; those that cannot be read are logged and
         left out."""
         pairs = []
         for row in rows:
             try:
-                entry = self._decode(row['id'], row['entry'])
+                entry = self._decode(row['id'], row['entry'], decode)
                 pairs.append((row['id'], entry))
             except CorruptEntryError as e:
                 log_unreadable(self._row(row['id']), e)
@@ -524,6 +553,25 @@ async def _no_session_state(connection: asyncpg.Connection[Any]) -> None:
     a round trip per operation, and this engine changes no session state.
     asyncpg still rolls back a transaction left open before calling this.
     """
+
+
+def _entry_of(text: str) -> AddressEntry:
+    return AddressEntry.from_api_dm(_loads(text))
+
+
+def _api_json(text: str) -> bytes:
+    """The entry as the API sends it. Stored entries were checked when
+    written, so they need not be built again: only their keys put back in
+    the API's order (JSONB sorts them), at a fifth of the cost."""
+    document = _loads(text)
+    if not isinstance(document, dict):
+        raise ValueError(f'expected an object, got {text[:40]!r}')
+    return strictjson.dumps(AddressEntry.ordered_api_dm(document)).encode()
+
+
+def _loads(text: str) -> Any:
+    # JSONB prints a large float as a long integer: read it back as one.
+    return strictjson.loads(text, large_integers_as_floats=True)
 
 
 def _encode(addr: AddressEntry) -> str:

@@ -390,6 +390,10 @@ class AddressBookDBContract(_ContractBase):
         for got, sent in zip(stored['phone_numbers'], doc['phone_numbers']):
             for key, value in sent.items():
                 self.assertIs(type(got[key]), type(value), key)
+        self.assertEqual((await self.db.read_entry_json(nickname)).json,
+                         encode_entry(AddressEntry.from_api_dm(doc)))
+        [(_, listed)] = [pair async for pair in self.db.read_addresses_json()]
+        self.assertEqual(listed, encode_entry(AddressEntry.from_api_dm(doc)))
 
     async def test_open_and_close(self) -> None:
         """The asynchronous `open()`/`close()` work as `start()`/`stop()`."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import unittest
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from addrservice import ADDRESS_BOOK_SCHEMA
@@ -422,6 +424,32 @@ class RoundTripPropertyTest(unittest.TestCase):
     ) -> None:
         """Any schema-valid entry with filled required strings round-trips."""
         self.assertEqual(AddressEntry.from_api_dm(api).to_api_dm(), api)
+
+    @settings(max_examples=50, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(from_schema(ADDRESS_BOOK_SCHEMA).filter(_no_empty_required),
+           st.randoms())
+    def test_ordering_keys_gives_the_api_form(
+        self, api: dict[str, Any], random: Any
+    ) -> None:
+        """An entry whose keys come in any order is put in the order of
+        `to_api_dm()`, as a store that sorts keys needs, and the same JSON
+        results as from building the entry."""
+        expected = json.dumps(AddressEntry.from_api_dm(api).to_api_dm())
+        self.assertEqual(
+            json.dumps(AddressEntry.ordered_api_dm(_shuffled(api, random))),
+            expected)
+
+
+def _shuffled(value: Any, random: Any) -> Any:
+    """`value` with the keys of every object in a random order."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        random.shuffle(items)
+        return {key: _shuffled(item, random) for key, item in items}
+    if isinstance(value, list):
+        return [_shuffled(item, random) for item in value]
+    return value
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ import threading
 import traceback
 import unittest
 import urllib.parse
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from addrservice.database.base import (
     DECODE_INLINE_BYTES,
@@ -46,6 +46,7 @@ from tests.unit.addressbook_db_test import DecodingEngineContract
 PASSWORD = 'hunter2-secret'
 
 _DB = TypeVar('_DB', bound=PostgresAddressBookDB)
+_V = TypeVar('_V')
 
 
 def free_port() -> int:
@@ -504,9 +505,11 @@ class ThreadNotingDB(PostgresAddressBookDB):
         super().__init__(dsn, schema=schema)
         self.threads: set[threading.Thread] = set()
 
-    def _decode(self, nickname: str, text: str) -> AddressEntry:
+    def _decode(
+        self, nickname: str, text: str, decode: Callable[[str], _V]
+    ) -> _V:
         self.threads.add(threading.current_thread())
-        return super()._decode(nickname, text)
+        return super()._decode(nickname, text, decode)
 
 
 class PgSupportTest(unittest.TestCase):
