@@ -14,6 +14,7 @@ import queue
 import re
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Coroutine, Generator, Mapping, TypeVar
 
@@ -156,26 +157,35 @@ def _context_outside_task() -> dict[str, Any]:
     return context
 
 
+# Lines that may wait for the log thread. A server that logs faster than its
+# handlers write waits when this many are queued, rather than queueing
+# without end (memory) and losing more lines if it is killed.
+MAX_QUEUED_LINES = 1000
+_FULL_WAIT_S = 0.0005
+
+
 class HandlerThread:
     """Runs the handlers of every configured logger in a thread of their
     own: logging a line then only puts its record on a queue, and the
-    event loop never waits for formatting or for a disk.
+    event loop does not wait for formatting or for a disk, unless
+    `capacity` lines are waiting already.
 
     `start()` moves each logger's handlers behind the queue; `stop()`
     writes what is queued and puts them back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = MAX_QUEUED_LINES) -> None:
         self._queue: queue.SimpleQueue[
             tuple[logging.LogRecord, list[logging.Handler]] | None
         ] = queue.SimpleQueue()
+        self._capacity = capacity
         self._moved: dict[logging.Logger, list[logging.Handler]] = {}
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         for logger in _configured_loggers():
             self._moved[logger] = handlers = list(logger.handlers)
-            logger.handlers = [_Enqueue(self._queue, handlers)]
+            logger.handlers = [_Enqueue(self, handlers)]
         self._thread = threading.Thread(
             target=self._run, name='addrservice-log', daemon=True)
         self._thread.start()
@@ -190,6 +200,20 @@ class HandlerThread:
             logger.handlers = handlers
         self._moved.clear()
 
+    @property
+    def queued(self) -> int:
+        """Lines waiting to be handled."""
+        return self._queue.qsize()
+
+    def put(
+        self, record: logging.LogRecord, handlers: list[logging.Handler]
+    ) -> None:
+        """Queue `record` for `handlers`, once there is room."""
+        while self._queue.qsize() >= self._capacity \
+                and self._thread is not None and self._thread.is_alive():
+            time.sleep(_FULL_WAIT_S)
+        self._queue.put((record, handlers))
+
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             record, handlers = item
@@ -200,14 +224,14 @@ class HandlerThread:
 
 class _Enqueue(logging.Handler):
     def __init__(
-        self, queue: queue.SimpleQueue[Any], handlers: list[logging.Handler]
+        self, log_thread: HandlerThread, handlers: list[logging.Handler]
     ) -> None:
         super().__init__(min((h.level for h in handlers), default=0))
-        self._queue = queue
+        self._log_thread = log_thread
         self._handlers = handlers
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._queue.put((record, self._handlers))
+        self._log_thread.put(record, self._handlers)
 
 
 def _configured_loggers() -> list[logging.Logger]:

@@ -8,6 +8,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 import unittest
 from typing import Any, Coroutine
 
@@ -283,6 +284,29 @@ class HandlerThreadTest(unittest.TestCase):
                          [f'line {i}' for i in range(0, 100, 10)])
         self.assertEqual({thread for _, thread in self.everything.lines},
                          {'addrservice-log'})
+
+    def test_a_full_queue_makes_logging_wait(self) -> None:
+        """Lines logged faster than a slow handler writes them wait for
+        room: no more than the capacity is ever queued, and none is
+        lost or reordered."""
+        log_thread = logutils.HandlerThread(capacity=5)
+        seen: list[int] = []
+
+        class Slow(_Recorder):
+            def emit(self, record: logging.LogRecord) -> None:
+                seen.append(log_thread.queued)
+                time.sleep(0.002)
+                super().emit(record)
+
+        slow = Slow()
+        self.logger.handlers = [slow]
+        log_thread.start()
+        for i in range(60):
+            self.logger.info('line %d', i)
+        log_thread.stop()
+        self.assertLessEqual(max(seen), 5)
+        self.assertEqual([line for line, _ in slow.lines],
+                         [f'line {i}' for i in range(60)])
 
     def test_stop_without_start(self) -> None:
         logutils.HandlerThread().stop()
