@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 PORT ?= 8080
 CONFIG ?= configs/addressbook-sqlite.yaml
 
-.PHONY: run test lint typecheck unit coverage clean
+.PHONY: run test lint typecheck unit coverage bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ lint typecheck: $(VENV)/.installed
 
 unit: $(VENV)/.installed
 	$(PYTHON) run.py test --suite unit
+
+# Requests/s of each endpoint per engine, with wrk (10 minutes at most).
+bench: $(VENV)/.installed
+	$(PYTHON) run.py bench
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* htmlcov .mypy_cache .hypothesis

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Developer workflow: lint, typecheck, test, coverage.
+"""Developer workflow: lint, typecheck, test, coverage; bench, soak, fuzz.
 
 Each sub-command exits non-zero when it fails.
 """
@@ -13,9 +13,11 @@ import sys
 import unittest
 from typing import Sequence
 
+from benchmarks import ENGINES
+
 SOURCE_CODE = ['addrservice']
 TEST_CODE = ['tests']
-ALL_CODE = SOURCE_CODE + ['data'] + TEST_CODE + ['run.py']
+ALL_CODE = SOURCE_CODE + ['data'] + TEST_CODE + ['benchmarks', 'run.py']
 
 TEST_SUITES = {
     'all': 'tests',
@@ -47,7 +49,38 @@ def arg_parser() -> argparse.ArgumentParser:
         command.add_argument('--suite', choices=list(TEST_SUITES),
                              default='all', help='default: %(default)s')
         command.add_argument('-v', '--verbose', action='store_true')
+
+    bench = commands.add_parser(
+        'bench', help='requests/s of each endpoint, with wrk, per engine')
+    bench.add_argument('--quick', action='store_true',
+                       help='shorter runs, smaller stores (2 min at most)')
+    bench.add_argument('--engines', nargs='+', choices=ENGINES,
+                       default=list(ENGINES), help='default: all')
+
+    soak = commands.add_parser(
+        'soak', help='mixed CRUD by many clients, then check every write')
+    soak.add_argument('--seconds', type=positive_int, required=True)
+    soak.add_argument('--engine', choices=ENGINES, default='sqlite',
+                      help='default: %(default)s')
+    soak.add_argument('--clients', type=positive_int, default=50,
+                      help='default: %(default)s')
+
+    fuzz = commands.add_parser(
+        'fuzz', help='Schemathesis against a live server, for a time')
+    fuzz.add_argument('--max-time', type=positive_int, required=True,
+                      help='seconds')
+    fuzz.add_argument('--engine', choices=('memory', 'sqlite'),
+                      default='sqlite', help='default: %(default)s')
+    fuzz.add_argument('--seed', type=int,
+                      help='replay a run (default: a new seed)')
     return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+    return value
 
 
 def run_checker(checker: str, paths: Sequence[str]) -> int:
@@ -126,6 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_checker(args.linter, args.paths)
     if args.func == 'test':
         return run_tests(args.suite, args.verbose)
+    if args.func == 'bench':
+        from benchmarks.bench import run_bench
+        return run_bench(args.quick, args.engines)
+    if args.func == 'soak':
+        from benchmarks.soak import run_soak
+        return run_soak(args.seconds, args.engine, args.clients)
+    if args.func == 'fuzz':
+        from tests.e2e.fuzzing import run_fuzz
+        return run_fuzz(args.max_time, args.engine, args.seed)
     return run_coverage(args.suite, args.verbose)
 
 
