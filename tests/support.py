@@ -10,6 +10,7 @@ import logging.config
 import os
 import re
 import tempfile
+import unittest
 from typing import Any, Awaitable, Iterator, TypeVar
 
 import tornado.httpclient
@@ -263,3 +264,14 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def tokens_file(case: unittest.TestCase, text: str) -> str:
+    """A tokens file holding `text` ("name:token" lines), removed after
+    `case`; its path."""
+    tmp = tempfile.TemporaryDirectory(prefix='addrservice-test-')
+    case.addCleanup(tmp.cleanup)
+    path = os.path.join(tmp.name, 'tokens')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+    return path

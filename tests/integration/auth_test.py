@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import unittest
 import urllib.parse
 from typing import Any, Iterator
@@ -16,6 +14,7 @@ from tests.support import (
     AddressServiceTornadoAppTestSetup,
     LogCapture,
     memory_config,
+    tokens_file,
 )
 
 ALICE = 'alice-token-0123456789abcdef'
@@ -54,11 +53,7 @@ class AuthTestSetup(AddressServiceTornadoAppTestSetup):
     http: dict[str, Any] = {}
 
     def setUp(self) -> None:
-        tmp = tempfile.TemporaryDirectory(prefix='addrservice-test-')
-        self.addCleanup(tmp.cleanup)
-        self.tokens_file = os.path.join(tmp.name, 'tokens')
-        with open(self.tokens_file, 'w', encoding='utf-8') as f:
-            f.write(TOKENS_FILE)
+        self.tokens_file = tokens_file(self, TOKENS_FILE)
         super().setUp()
         self.headers = {**self.headers, **bearer(ALICE)}
 

@@ -9,8 +9,6 @@ import base64
 import hashlib
 import html.parser
 import logging
-import os
-import tempfile
 import unittest
 import urllib.parse
 from typing import Any
@@ -20,6 +18,7 @@ from tests.support import (
     AddressServiceTornadoAppTestSetup,
     LogCapture,
     memory_config,
+    tokens_file,
 )
 
 TOKEN = 'docs-token-0123456789abcdef'
@@ -178,12 +177,8 @@ class DocsWithAuthTest(AddressServiceTornadoAppTestSetup):
     """With bearer auth on, the docs stay public; the API does not."""
 
     def make_config(self) -> dict[str, Any]:
-        tmp = tempfile.TemporaryDirectory(prefix='addrservice-test-')
-        self.addCleanup(tmp.cleanup)
-        tokens_file = os.path.join(tmp.name, 'tokens')
-        with open(tokens_file, 'w', encoding='utf-8') as f:
-            f.write(f'docs:{TOKEN}\n')
-        return {**memory_config(), 'auth': {'tokens_file': tokens_file}}
+        return {**memory_config(), 'auth': {
+            'tokens_file': tokens_file(self, f'docs:{TOKEN}\n')}}
 
     def test_docs_need_no_token(self) -> None:
         """/docs and its files answer without a token; /addresses not."""

@@ -29,6 +29,7 @@ from tests.support import (
     memory_config,
     parse_logfmt,
     sqlite_config,
+    tokens_file,
 )
 
 TEXT_FORMAT = 'text/plain; version=0.0.4; charset=utf-8'
@@ -218,12 +219,8 @@ class AuthOnTest(OpsTestSetup):
     """With auth on, the address book needs a token and these do not."""
 
     def make_config(self) -> dict[str, Any]:
-        tmp = tempfile.TemporaryDirectory(prefix='addrservice-test-')
-        self.addCleanup(tmp.cleanup)
-        tokens_file = os.path.join(tmp.name, 'tokens')
-        with open(tokens_file, 'w', encoding='utf-8') as f:
-            f.write(f'ops:{TOKEN}\n')
-        return {**memory_config(), 'auth': {'tokens_file': tokens_file}}
+        return {**memory_config(), 'auth': {
+            'tokens_file': tokens_file(self, f'ops:{TOKEN}\n')}}
 
     def test_no_token_needed(self) -> None:
         """/healthz, /readyz and /metrics answer 200 without a token, or
