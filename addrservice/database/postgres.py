@@ -571,7 +571,9 @@ def _api_json(text: str) -> bytes:
 
 def _loads(text: str) -> Any:
     # JSONB prints a large float as a long integer: read it back as one.
-    return strictjson.loads(text, large_integers_as_floats=True)
+    # As UTF-8 bytes, which cannot hold a lone surrogate, strictjson can
+    # skip a walk over the document that costs as much as the parse.
+    return strictjson.loads(text.encode(), large_integers_as_floats=True)
 
 
 def _encode(addr: AddressEntry) -> str:
