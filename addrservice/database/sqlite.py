@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -129,6 +130,7 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
+        self._group_commit: _GroupCommit | None = None
 
     @property
     def path(self) -> str:
@@ -153,6 +155,7 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
         self._writer_thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix='addrservice-sqlite-writer'
         )
+        self._group_commit = _GroupCommit(writer, self._writer_thread)
 
     def stop(self) -> None:
         """Finish the writes under way, then close the connections."""
@@ -291,14 +294,12 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
     async def _write(
         self, write: Callable[..., _T], *args: object
     ) -> _T:
-        """Run `write(connection, *args)` on the writer thread."""
-        if self._writer is None or self._writer_thread is None:
+        """Run `write(connection, *args)` on the writer thread, in a
+        transaction it may share with other writes (`_GroupCommit`)."""
+        if self._group_commit is None:
             raise self._not_open()
-        loop = asyncio.get_running_loop()
         with self._unavailable('cannot be written'):
-            return await loop.run_in_executor(
-                self._writer_thread, write, self._writer, *args
-            )
+            return await self._group_commit.write(write, *args)
 
     async def _readable(
         self, rows: list[Any], decode: Callable[[object, object], _V],
@@ -331,6 +332,7 @@ class SqliteAddressBookDB(AbstractAddressBookDB):
                ThreadPoolExecutor | None]:
         detached = self._reader, self._writer, self._writer_thread
         self._reader = self._writer = self._writer_thread = None
+        self._group_commit = None
         return detached
 
     def _where(self, nickname: str) -> str:
@@ -379,16 +381,107 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-# The writes below run on the writer thread; each commits (and fsyncs)
-# before it returns.
+class _GroupCommit:
+    """The writes of one engine, committed in groups on its writer thread.
+
+    Every write that is waiting when the thread is free goes into its next
+    transaction, each write in a savepoint of its own: one commit, and one
+    fsync, then acknowledges them all, and a write that fails (an id that
+    exists, a stale version) undoes only itself. Each caller still gets
+    its own result only once the commit holding its write is durable; if
+    that commit fails, every write of the group fails with it.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, thread: ThreadPoolExecutor
+    ) -> None:
+        self._conn = conn
+        self._thread = thread
+        self._waiting: list[_Write] = []
+        self._committing = False
+
+    async def write(self, op: Callable[..., _T], *args: object) -> _T:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((op, args, done))
+        if not self._committing:
+            self._committing = True
+            loop.create_task(self._commit_waiting())
+        result: _T = await done
+        return result
+
+    async def _commit_waiting(self) -> None:
+        loop = asyncio.get_running_loop()
+        group: list[_Write] = []
+        try:
+            while self._waiting:
+                group = self._waiting[:MAX_GROUP]
+                del self._waiting[:MAX_GROUP]
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._thread, _commit_group, self._conn,
+                        [(op, args) for op, args, _ in group])
+                except Exception as e:
+                    outcomes = [e] * len(group)
+                for (_, _, done), outcome in zip(group, outcomes):
+                    if done.done():
+                        continue  # its caller was cancelled
+                    if isinstance(outcome, Exception):
+                        done.set_exception(outcome)
+                    else:
+                        done.set_result(outcome.value)
+        except BaseException:
+            # The loop is closing: no caller is left to be told.
+            for _, _, done in group + self._waiting:
+                done.cancel()
+            self._waiting.clear()
+            raise
+        finally:
+            self._committing = False
+
+
+_Write = tuple[Callable[..., Any], tuple[object, ...], 'asyncio.Future[Any]']
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    value: Any
+
+
+# Writes committed together at most; more wait for the next commit.
+MAX_GROUP = 64
+
+
+def _commit_group(
+    conn: sqlite3.Connection,
+    writes: list[tuple[Callable[..., Any], tuple[object, ...]]],
+) -> list[_Done | Exception]:
+    """Run `writes` in one transaction, each in a savepoint; their values
+    or errors once it is committed (and fsynced)."""
+    outcomes: list[_Done | Exception] = []
+    with _transaction(conn):
+        for op, args in writes:
+            conn.execute('SAVEPOINT one_write')
+            try:
+                outcomes.append(_Done(op(conn, *args)))
+            except Exception as e:
+                if not conn.in_transaction:
+                    raise  # SQLite rolled the whole transaction back
+                conn.execute('ROLLBACK TO one_write')
+                outcomes.append(e)
+            conn.execute('RELEASE one_write')
+    return outcomes
+
+
+# The writes below run on the writer thread, within a transaction that
+# `_commit_group()` commits.
 
 def _insert(conn: sqlite3.Connection, nickname: str, entry: str) -> None:
     try:
-        with _transaction(conn):
-            conn.execute(
-                'INSERT INTO addresses (id, version, entry) VALUES (?, 1, ?)',
-                (nickname, entry),
-            )
+        conn.execute(
+            'INSERT INTO addresses (id, version, entry) VALUES (?, 1, ?)',
+            (nickname, entry),
+        )
     except sqlite3.IntegrityError:
         raise AddressExistsError(nickname) from None
 
@@ -397,29 +490,27 @@ def _update(
     conn: sqlite3.Connection, nickname: str, entry: str,
     expected: int | None,
 ) -> int:
-    with _transaction(conn):
-        rows = conn.execute(
-            'UPDATE addresses SET version = version + 1, entry = ?'
-            ' WHERE id = ? AND version = coalesce(?, version)'
-            ' RETURNING version',
-            (entry, nickname, expected),
-        ).fetchall()
-        if not rows:
-            _refuse(conn, nickname, expected)
+    rows = conn.execute(
+        'UPDATE addresses SET version = version + 1, entry = ?'
+        ' WHERE id = ? AND version = coalesce(?, version)'
+        ' RETURNING version',
+        (entry, nickname, expected),
+    ).fetchall()
+    if not rows:
+        _refuse(conn, nickname, expected)
     return int(rows[0][0])
 
 
 def _delete(
     conn: sqlite3.Connection, nickname: str, expected: int | None
 ) -> None:
-    with _transaction(conn):
-        deleted = conn.execute(
-            'DELETE FROM addresses'
-            ' WHERE id = ? AND version = coalesce(?, version)',
-            (nickname, expected),
-        ).rowcount
-        if deleted == 0:
-            _refuse(conn, nickname, expected)
+    deleted = conn.execute(
+        'DELETE FROM addresses'
+        ' WHERE id = ? AND version = coalesce(?, version)',
+        (nickname, expected),
+    ).rowcount
+    if deleted == 0:
+        _refuse(conn, nickname, expected)
 
 
 def _refuse(

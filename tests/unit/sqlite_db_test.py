@@ -23,8 +23,10 @@ from addrservice.database.sqlite import (
 )
 from addrservice.errors import (
     AddressExistsError,
+    AddressNotFoundError,
     CorruptEntryError,
     StorageUnavailableError,
+    VersionConflictError,
 )
 from addrservice.utils import strictjson
 from tests.support import LogCapture, ticks_while
@@ -335,6 +337,35 @@ class SqliteAddressBookDBTest(
             for i in range(6) for db in [self.db, other]
         ))
         self.assertEqual(sorted(versions), list(range(2, 14)))
+
+    async def test_writes_committed_together_fail_alone(self) -> None:
+        """Concurrent writes share commits; one that fails (an id that
+        exists, a stale version, a missing entry) changes nothing and
+        does not undo the others, which are all on disk."""
+        await self.db.create_address(self.entry('taken'), 'taken')
+        await self.db.create_address(self.entry('v1'), 'versioned')
+        writes = [
+            *(self.db.create_address(self.entry(f'n{i}'), f'n{i}')
+              for i in range(10)),
+            self.db.create_address(self.entry('again'), 'taken'),
+            self.db.update_address('versioned', self.entry('v2'), 1),
+            self.db.update_address('versioned', self.entry('stale'), 1),
+            self.db.delete_address('missing'),
+            *(self.db.create_address(self.entry(f'm{i}'), f'm{i}')
+              for i in range(10)),
+        ]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        self.assertEqual(results[:10], [f'n{i}' for i in range(10)])
+        self.assertIsInstance(results[10], AddressExistsError)
+        self.assertEqual(results[11], 2)
+        self.assertIsInstance(results[12], VersionConflictError)
+        self.assertIsInstance(results[13], AddressNotFoundError)
+        self.assertEqual(results[14:], [f'm{i}' for i in range(10)])
+        conn = self.raw()
+        stored = dict(conn.execute('SELECT id, entry FROM addresses'))
+        self.assertEqual(len(stored), 22)
+        self.assertIn('"taken"', stored['taken'])
+        self.assertIn('"v2"', stored['versioned'])
 
     async def test_reading_a_corrupt_row(self) -> None:
         """A row that is not an entry is CorruptEntryError naming the file
