@@ -89,7 +89,7 @@ def log(
 
     `exc_info=(type, value, traceback)` becomes a one-line `trace` field.
     """
-    if not logger.isEnabledFor(level):
+    if not handled(logger, level):
         return
     fields = {**get_log_context(), **kwargs} if include_context else kwargs
     # The record names the caller (file, line, function), not this helper,
@@ -100,6 +100,24 @@ def log(
         logger.name, level, caller.f_code.co_filename, caller.f_lineno,
         format_logfmt(fields), (), None, caller.f_code.co_name,
     ))
+
+
+def handled(logger: logging.Logger, level: int) -> bool:
+    """Whether a line at `level` would reach any handler: the logger lets
+    it through, and some handler where it goes takes that level. A line
+    that none would write is not even formatted (DEBUG lines, with every
+    handler at INFO)."""
+    if not logger.isEnabledFor(level):
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(level >= handler.level for handler in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return level >= logging.lastResort.level if logging.lastResort \
+        else False
 
 
 def format_logfmt(fields: Mapping[str, Any]) -> str:

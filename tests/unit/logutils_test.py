@@ -255,6 +255,42 @@ class _Recorder(logging.Handler):
                            threading.current_thread().name))
 
 
+class HandledTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.parent = logging.getLogger('addrservice.test.handled')
+        self.child = logging.getLogger('addrservice.test.handled.child')
+        for logger in (self.parent, self.child):
+            logger.setLevel(logging.DEBUG)
+            self.addCleanup(setattr, logger, 'handlers', [])
+        self.parent.propagate = False
+        self.addCleanup(setattr, self.parent, 'propagate', True)
+
+    def test_a_line_no_handler_takes_is_not_formatted(self) -> None:
+        """With every handler at INFO, a DEBUG line is not even built."""
+        info = _Recorder(logging.INFO)
+        self.parent.handlers = [info]
+        built: list[str] = []
+
+        class Spy:
+            def __str__(self) -> str:
+                built.append('built')
+                return 'spy'
+
+        logutils.log(self.child, logging.DEBUG, value=Spy())
+        self.assertEqual((built, info.lines), ([], []))
+        self.assertFalse(logutils.handled(self.child, logging.DEBUG))
+        self.assertTrue(logutils.handled(self.child, logging.INFO))
+        self.parent.handlers = [info, _Recorder(logging.DEBUG)]
+        self.assertTrue(logutils.handled(self.child, logging.DEBUG))
+        logutils.log(self.child, logging.DEBUG, value=Spy())
+        self.assertEqual(built, ['built'])
+
+    def test_the_logger_level_still_counts(self) -> None:
+        self.parent.handlers = [_Recorder()]
+        self.child.setLevel(logging.WARNING)
+        self.assertFalse(logutils.handled(self.child, logging.INFO))
+
+
 class HandlerThreadTest(unittest.TestCase):
     def setUp(self) -> None:
         self.logger = logging.getLogger('addrservice.test.handler-thread')
