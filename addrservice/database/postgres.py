@@ -325,17 +325,39 @@ class PostgresAddressBookDB(AbstractAddressBookDB):
         self, after: str | None, limit: int | None,
         decode: Callable[[str], _V],
     ) -> AsyncIterator[tuple[str, _V]]:
-        bound = listing_bound(after)
         left = limit
-        while left is None or left > 0:
-            size = LIST_BATCH if left is None else min(left, LIST_BATCH)
-            rows = await self._batch(bound, size)
-            for pair in await self._decoded(rows, decode):
-                yield pair
-                left = None if left is None else left - 1
-            if len(rows) < size:
-                return
-            bound = rows[-1]['id']
+        fetching: asyncio.Task[tuple[int, list[asyncpg.Record]]] | None = \
+            self._fetch(listing_bound(after), left)
+        try:
+            while fetching is not None:
+                size, rows = await fetching
+                # The server reads the next batch while this one is
+                # decoded (in a thread, for large batches).
+                unread = None if left is None else left - len(rows)
+                fetching = None
+                if len(rows) == size and (unread is None or unread > 0):
+                    fetching = self._fetch(rows[-1]['id'], unread)
+                for pair in await self._decoded(rows, decode):
+                    yield pair
+                    left = None if left is None else left - 1
+                if fetching is None and len(rows) == size and left:
+                    # Rows left out as unreadable: the page is not full.
+                    fetching = self._fetch(rows[-1]['id'], left)
+        finally:
+            if fetching is not None:
+                _abandon(fetching)
+
+    def _fetch(
+        self, bound: str, left: int | None
+    ) -> asyncio.Task[tuple[int, list[asyncpg.Record]]]:
+        """The next batch after `bound`, of at most `left` rows, being
+        fetched: its size, and its rows."""
+        size = LIST_BATCH if left is None else min(left, LIST_BATCH)
+
+        async def fetch() -> tuple[int, list[asyncpg.Record]]:
+            return size, await self._batch(bound, size)
+
+        return asyncio.ensure_future(fetch())
 
     async def count_addresses(self) -> int:
         async with self._connected() as pool:
@@ -555,6 +577,13 @@ async def _no_session_state(connection: asyncpg.Connection[Any]) -> None:
     """
 
 
+def _abandon(task: asyncio.Task[Any]) -> None:
+    """Cancel a fetch no one will read; its error, if any, is no news."""
+    task.cancel()
+    task.add_done_callback(
+        lambda done: done.cancelled() or done.exception())
+
+
 def _entry_of(text: str) -> AddressEntry:
     return AddressEntry.from_api_dm(_loads(text))
 
@@ -570,10 +599,7 @@ def _api_json(text: str) -> bytes:
 
 
 def _loads(text: str) -> Any:
-    # JSONB prints a large float as a long integer: read it back as one.
-    # As UTF-8 bytes, which cannot hold a lone surrogate, strictjson can
-    # skip a walk over the document that costs as much as the parse.
-    return strictjson.loads(text.encode(), large_integers_as_floats=True)
+    return strictjson.loads_jsonb(text)
 
 
 def _encode(addr: AddressEntry) -> str:

@@ -244,5 +244,22 @@ class DumpsTest(unittest.TestCase):
                          document)
 
 
+class LoadsJsonbTest(unittest.TestCase):
+    def test_numbers_as_jsonb_prints_them(self) -> None:
+        """Integers beyond the safe range, as JSONB prints large floats,
+        come back as floats; others as they are."""
+        text = ('{"big": ' + '1' + '0' * 300 + ', "int": 9007199254740991,'
+                ' "neg": -12, "float": 0.0000001, "name": "Ünï"}')
+        self.assertEqual(strictjson.loads_jsonb(text), {
+            'big': 1e300, 'int': 9007199254740991, 'neg': -12,
+            'float': 1e-7, 'name': 'Ünï'})
+        self.assertIs(type(strictjson.loads_jsonb(text)['big']), float)
+
+    def test_not_json(self) -> None:
+        for text in ('{"a": ', '[' * 100_000 + ']' * 100_000):
+            with self.assertRaises(strictjson.InvalidJSONError):
+                strictjson.loads_jsonb(text)
+
+
 if __name__ == '__main__':
     unittest.main()
