@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import socket
 import threading
 import traceback
@@ -385,6 +386,7 @@ class PostgresAddressBookDBTest(
         for i in range(2 * LIST_BATCH + 1):
             await db.create_address(self.entry(), f'e{i:04d}')
         listing = db.read_all_addresses()
+        assert isinstance(listing, collections.abc.AsyncGenerator)
         await anext(listing)
         await listing.aclose()
         self.assertEqual(await asyncio.wait_for(db.count_addresses(), 5),
